@@ -1,0 +1,122 @@
+/// A computation graph (ONNX `GraphProto`): nodes, its inputs and outputs, constant initializers,
+/// and type annotations. Values are referred to by name; `GraphIndex` answers who produces and who
+/// consumes a value.
+public final class Graph {
+    public var name: String
+    public var docString: String = ""
+    public var nodes: [Node]
+    public var inputs: [ValueInfo]
+    public var outputs: [ValueInfo]
+    public var valueInfo: [ValueInfo] = []
+    public var initializers: [Tensor]
+    public var sparseInitializers: [OpaqueMessage] = []
+    public var quantizationAnnotations: [OpaqueMessage] = []
+    public var metadataProps: [StringPair] = []
+
+    public init(name: String, nodes: [Node], inputs: [ValueInfo], outputs: [ValueInfo], initializers: [Tensor] = []) {
+        self.name = name
+        self.nodes = nodes
+        self.inputs = inputs
+        self.outputs = outputs
+        self.initializers = initializers
+    }
+
+    /// Index of each initializer by name.
+    public func initializerIndex() -> [String: Int] {
+        var map: [String: Int] = [:]
+        for (i, t) in initializers.enumerated() { map[t.name] = i }
+        return map
+    }
+
+    /// The initializer called `name`.
+    public func initializer(named name: String) -> Tensor? {
+        initializers.first { $0.name == name }
+    }
+
+    /// Graph inputs that are real model inputs: those not also listed as initializers (older
+    /// exporters list every weight as an input too).
+    public var modelInputs: [ValueInfo] {
+        let inits = Set(initializers.map(\.name))
+        return inputs.filter { !inits.contains($0.name) }
+    }
+
+    /// Constant tensors by value name: initializers and the values of `Constant` nodes whose value
+    /// is a plain tensor.
+    public func constants() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for t in initializers { out[t.name] = t }
+        for node in nodes where node.opType == "Constant" && node.isDefaultDomain {
+            if let out0 = node.outputs.first, let t = ConstantValue.tensor(of: node) { out[out0] = t }
+        }
+        return out
+    }
+
+    /// Node indices in an order where every node comes after the producers of its inputs; throws
+    /// `IRError.cycle` when the graph has a cycle.
+    public func topologicalOrder() throws -> [Int] {
+        let index = GraphIndex(self)
+        var indegree = [Int](repeating: 0, count: nodes.count)
+        var users = [[Int]](repeating: [], count: nodes.count)
+        for (i, node) in nodes.enumerated() {
+            for name in Set(node.inputs.filter { !$0.isEmpty } + node.capturedNames()) {
+                if let p = index.producer[name] {
+                    indegree[i] += 1
+                    users[p].append(i)
+                }
+            }
+        }
+        var ready = (0..<nodes.count).filter { indegree[$0] == 0 }.reversed() as [Int]
+        var order: [Int] = []
+        order.reserveCapacity(nodes.count)
+        while let i = ready.popLast() {
+            order.append(i)
+            for u in users[i] {
+                indegree[u] -= 1
+                if indegree[u] == 0 { ready.append(u) }
+            }
+        }
+        if order.count != nodes.count {
+            let stuck = (0..<nodes.count).filter { indegree[$0] > 0 }.prefix(5).map { nodes[$0].label }
+            throw IRError.cycle(nodes: Array(stuck))
+        }
+        return order
+    }
+}
+
+extension Node {
+    /// Names an If/Loop/Scan body reads from the enclosing graph (outer-scope values).
+    func capturedNames() -> [String] {
+        var names: [String] = []
+        for attr in attributes {
+            for g in attr.subgraphs {
+                let local = Set(g.inputs.map(\.name) + g.initializers.map(\.name) + g.nodes.flatMap(\.outputs))
+                for n in g.nodes {
+                    for i in n.inputs + n.capturedNames() where !i.isEmpty && !local.contains(i) { names.append(i) }
+                }
+            }
+        }
+        return names
+    }
+}
+
+/// Who produces and who consumes each value of a graph, computed once.
+public struct GraphIndex {
+    /// Node index producing each value.
+    public let producer: [String: Int]
+    /// Node indices consuming each value (a node appears once per use).
+    public let consumers: [String: [Int]]
+    /// Names of the graph outputs.
+    public let graphOutputs: Set<String>
+
+    public init(_ graph: Graph) {
+        var producer: [String: Int] = [:]
+        var consumers: [String: [Int]] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            for o in node.outputs where !o.isEmpty { producer[o] = i }
+            for name in node.inputs where !name.isEmpty { consumers[name, default: []].append(i) }
+        }
+        self.producer = producer
+        self.consumers = consumers
+        self.graphOutputs = Set(graph.outputs.map(\.name))
+    }
+}
