@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "topiary", targets: ["topiary"]),
         .library(name: "TopiaryIR", targets: ["TopiaryIR"]),
+        .library(name: "TopiaryPipeline", targets: ["TopiaryPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -17,17 +18,19 @@ let package = Package(
         .target(
             name: "CONNX",
             path: "Sources/CONNX",
-            cSettings: [.unsafeFlags(["-Wno-unused-parameter"])],
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
         .target(
             name: "TopiaryIR",
-            dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "TopiaryPipeline",
+            dependencies: ["TopiaryIR"]
         ),
         .executableTarget(
             name: "topiary",
-            dependencies: ["TopiaryIR", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["TopiaryIR", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(
             name: "TopiaryTestSupport",

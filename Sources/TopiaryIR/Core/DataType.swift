@@ -65,19 +65,39 @@ public enum DataType: Int32, Sendable, CaseIterable {
     }
 
     /// The ONNX spelling, e.g. `FLOAT16`.
-    public var onnxName: String {
-        switch self {
-        case .float8e4m3fn: return "FLOAT8E4M3FN"
-        case .float8e4m3fnuz: return "FLOAT8E4M3FNUZ"
-        case .float8e5m2: return "FLOAT8E5M2"
-        case .float8e5m2fnuz: return "FLOAT8E5M2FNUZ"
-        case .float4e2m1: return "FLOAT4E2M1"
-        case .float8e8m0: return "FLOAT8E8M0"
-        case .float6e2m3: return "FLOAT6E2M3"
-        case .float6e3m2: return "FLOAT6E3M2"
-        default: return String(describing: self).uppercased()
-        }
-    }
+    public var onnxName: String { Self.names[Int(rawValue)] }
+
+    private static let names = [
+        "UNDEFINED",
+        "FLOAT",
+        "UINT8",
+        "INT8",
+        "UINT16",
+        "INT16",
+        "INT32",
+        "INT64",
+        "STRING",
+        "BOOL",
+        "FLOAT16",
+        "DOUBLE",
+        "UINT32",
+        "UINT64",
+        "COMPLEX64",
+        "COMPLEX128",
+        "BFLOAT16",
+        "FLOAT8E4M3FN",
+        "FLOAT8E4M3FNUZ",
+        "FLOAT8E5M2",
+        "FLOAT8E5M2FNUZ",
+        "UINT4",
+        "INT4",
+        "FLOAT4E2M1",
+        "FLOAT8E8M0",
+        "UINT2",
+        "INT2",
+        "FLOAT6E2M3",
+        "FLOAT6E3M2",
+    ]
 }
 
 extension DataType: CustomStringConvertible {
