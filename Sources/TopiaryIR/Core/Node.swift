@@ -29,7 +29,10 @@ public struct Node {
 
     /// Integer attribute `name`, or `default`.
     public func int(_ name: String, default d: Int) -> Int {
-        attribute(name)?.int.map { Int($0) } ?? d
+        for a in attributes where a.name == name {
+            if case .int(let v) = a.value { return Int(v) }
+        }
+        return d
     }
 
     /// Integer-list attribute `name`, or nil.

@@ -55,8 +55,9 @@ enum CostRules {
             return (macs, 2 * macs + (c.node.input(2) != nil ? out : 0))
         }
         t["Gemm"] = { c in
-            guard let out = c.output, let a = c.shape(c.node.input(0)), a.count == 2,
-                  let k = (c.node.int("transA", default: 0) != 0 ? a[0] : a[1]).value else { return nil }
+            let transA = c.node.int("transA", default: 0) != 0
+            guard let out = c.output, let a = c.shape(c.node.input(0)), a.count == 2 else { return nil }
+            guard let k = (transA ? a[0] : a[1]).value else { return nil }
             return (out * k, 2 * out * k + (c.node.input(2) != nil ? out : 0))
         }
         t["MatMul"] = { c in

@@ -87,7 +87,7 @@ extension ShapeRules {
             let legacy = ctx.opset < 10
             guard let starts = legacy ? ctx.node.ints("starts") : ctx.ints(1),
                   let ends = legacy ? ctx.node.ints("ends") : ctx.ints(2) else { throw ShapeFailure("starts or ends not known") }
-            let axes = try (legacy ? ctx.node.ints("axes") : ctx.has(3) ? ctx.ints(3) : nil) ?? Array(0..<starts.count)
+            let axes = (legacy ? ctx.node.ints("axes") : ctx.has(3) ? ctx.ints(3) : nil) ?? Array(0..<starts.count)
             let steps = (legacy ? nil : ctx.has(4) ? ctx.ints(4) : nil) ?? Array(repeating: 1, count: starts.count)
             guard ends.count == starts.count, axes.count == starts.count, steps.count == starts.count else { throw ShapeFailure("slice parameters differ in length") }
             var out = x

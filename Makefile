@@ -1,0 +1,52 @@
+# Topiary: `make demo` runs the main job, `make test` runs every test. Both install what is missing
+# (Debian packages as root, a Python venv for the test oracle) and build first.
+
+SHELL := /bin/bash
+APT_PACKAGES := libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libopenblas-dev
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+TOPIARY := .build/release/topiary
+JOBS ?= 2
+
+.PHONY: all deps venv build demo test test-swift test-oracle bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: Tests/oracle/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/oracle/requirements.txt
+	touch $@
+
+build: deps
+	swift build -c release -j $(JOBS) --product topiary
+
+demo: build
+	$(TOPIARY) inspect fixtures/models/small_resnet.onnx
+	$(TOPIARY) report fixtures/models/small_resnet.onnx --per-layer
+	mkdir -p out
+	$(TOPIARY) convert fixtures/models/small_resnet.onnx out/small_resnet.folded.onnx --fold-bn
+	$(TOPIARY) report out/small_resnet.folded.onnx
+
+test: test-swift test-oracle
+
+test-swift: deps
+	swift build --build-tests -j $(JOBS)
+	swift test --skip-build
+
+test-oracle: build venv
+	TOPIARY=$(abspath $(TOPIARY)) $(PYTHON) -m pytest Tests/oracle -q -p no:cacheprovider
+
+bench: build venv
+	$(PYTHON) bench/cost_compare.py
+
+clean:
+	rm -rf .build out
