@@ -1,3 +1,0 @@
-import Testing
-@testable import TopiaryIR
-@Test func smoke() { #expect(DataType.float.bitWidth == 32) }
