@@ -32,6 +32,11 @@ let package = Package(
             name: "topiary",
             dependencies: ["TopiaryIR", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Timing harness for bench/ (not a test).
+        .executableTarget(
+            name: "topiary-bench",
+            dependencies: ["TopiaryIR"]
+        ),
         .target(
             name: "TopiaryTestSupport",
             dependencies: ["TopiaryIR"],

@@ -1,10 +1,9 @@
+import CONNX
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
-/// A block of `malloc`-owned bytes holding a tensor's elements in ONNX's little-endian `raw_data`
+/// A block of bytes (from `topiary_alloc`) holding a tensor's elements in ONNX's little-endian `raw_data`
 /// layout. Reference type so that big weights are shared, never copied, between IR values and the
 /// protobuf-c structs an export builds; `Tensor` copies it before writing when it is shared.
 public final class TensorBuffer: @unchecked Sendable {
@@ -16,11 +15,12 @@ public final class TensorBuffer: @unchecked Sendable {
     /// Allocates `count` zeroed bytes.
     public init(zeroedCount count: Int) {
         self.count = count
-        guard let p = calloc(max(count, 1), 1) else { fatalError("out of memory allocating \(count) bytes") }
+        guard let p = topiary_calloc(max(count, 1)) else { fatalError("out of memory allocating \(count) bytes") }
         self.base = p
     }
 
-    /// Takes ownership of `pointer`, which must come from `malloc` and be freed by nobody else.
+    /// Takes ownership of `pointer`, which must come from `topiary_alloc` (as every block protobuf-c
+    /// allocates during import does) and be freed by nobody else.
     public init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
         self.count = count
         self.base = pointer
@@ -40,7 +40,7 @@ public final class TensorBuffer: @unchecked Sendable {
         }
     }
 
-    deinit { free(base) }
+    deinit { topiary_free(base) }
 
     /// The bytes, read-only.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }

@@ -20,10 +20,9 @@ public enum ModelFile {
     /// operators, no cycles, every input defined). Errors are `FileError`s that name the file.
     public static func load(_ path: String, validate: Bool = true) throws -> Model {
         do {
-            let bytes = try readFile(path)
-            defer { free(bytes.base) }
+            let file = try MappedFile(path)
             let dir = directory(of: path)
-            let model = try decode(UnsafeRawBufferPointer(start: bytes.base, count: bytes.count), externalDataDirectory: dir)
+            let model = try decode(file.bytes, externalDataDirectory: dir)
             if validate { try ModelValidator.validate(model) }
             return model
         } catch let e as FileError {
@@ -37,10 +36,11 @@ public enum ModelFile {
     /// `externalDataDirectory`.
     public static func decode(_ bytes: UnsafeRawBufferPointer, externalDataDirectory: String? = nil) throws -> Model {
         guard bytes.count > 0 else { throw IRError.notAModel("the file is empty") }
-        guard let proto = onnx__model_proto__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+        let allocator = topiary_protobuf_allocator()
+        guard let proto = onnx__model_proto__unpack(allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw IRError.notAModel("the protobuf encoding is broken (truncated file, or not an ONNX model)")
         }
-        defer { onnx__model_proto__free_unpacked(proto, nil) }
+        defer { onnx__model_proto__free_unpacked(proto, allocator) }
         guard proto.pointee.has_ir_version != 0 else { throw IRError.notAModel("no ir_version field: this is not an ONNX ModelProto") }
         let importer = OnnxImporter(externalData: externalDataDirectory.map(ExternalDataReader.init))
         return try importer.model(proto)
@@ -107,10 +107,9 @@ public enum ModelFile {
         guard size < Int(Int32.max) else {
             throw IRError.unsupported("the model is \(size) bytes, over protobuf's 2 GB limit; save with external data (topiary convert --external-data FILE)")
         }
-        guard let buffer = malloc(max(size, 1)) else { throw IRError.io("out of memory serializing \(size) bytes") }
-        defer { free(buffer) }
-        let written = onnx__model_proto__pack(proto, buffer.assumingMemoryBound(to: UInt8.self))
-        try writeFile(tmpModel, UnsafeRawBufferPointer(start: buffer, count: written))
+        try writeFile(tmpModel) { fd in
+            proto.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { topiary_pack_to_fd($0, fd) }
+        }
         if let dataTarget {
             guard rename(dataTarget.tmp, dataTarget.final) == 0 else { throw IRError.io("cannot move external data into place: \(String(cString: strerror(errno)))") }
         }
@@ -128,39 +127,13 @@ public enum ModelFile {
         return d.isEmpty ? "/" : d
     }
 
-    /// The whole file in a `malloc`ed buffer.
-    static func readFile(_ path: String) throws -> (base: UnsafeMutableRawPointer, count: Int) {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw IRError.io("cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw IRError.io("cannot stat: \(String(cString: strerror(errno)))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw IRError.io("not a regular file") }
-        let size = Int(st.st_size)
-        guard let buf = malloc(max(size, 1)) else { throw IRError.io("out of memory reading \(size) bytes") }
-        var done = 0
-        while done < size {
-            let n = read(fd, buf + done, size - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                free(buf)
-                throw IRError.io("read failed: \(String(cString: strerror(errno)))")
-            }
-            done += n
-        }
-        return (buf, size)
-    }
-
-    static func writeFile(_ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+    /// Creates `path` and lets `body` write to its descriptor; `body` returns 0 or an errno value.
+    static func writeFile(_ path: String, _ body: (Int32) -> Int32) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw IRError.io("cannot create '\(path)': \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw IRError.io("write failed: \(String(cString: strerror(errno)))") }
-            done += n
-        }
+        let error = body(fd)
+        let closed = close(fd)
+        guard error == 0 else { throw IRError.io("write failed: \(String(cString: strerror(error)))") }
+        guard closed == 0 else { throw IRError.io("write failed: \(String(cString: strerror(errno)))") }
     }
 }

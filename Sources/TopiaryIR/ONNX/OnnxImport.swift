@@ -187,7 +187,7 @@ struct OnnxImporter {
             }
             let buffer: TensorBuffer
             if let data = raw.data, raw.len > 0 {
-                // Take the bytes protobuf-c allocated with malloc; it must then not free them.
+                // Take the bytes protobuf-c allocated with topiary_alloc; it must then not free them.
                 buffer = TensorBuffer(adopting: UnsafeMutableRawPointer(data), count: raw.len)
                 t.pointee.raw_data = ProtobufCBinaryData(len: 0, data: nil)
                 t.pointee.has_raw_data = 0
