@@ -20,6 +20,10 @@ def test_fold_bn_within_1e5(name, outdir):
     # Every BatchNormalization that follows a Conv is gone (DenseNet-style pre-activation BNs stay).
     assert after < before
     assert f"folded {before - after} BatchNormalization" in proc.stdout
+    folded = onnx.load(str(out)).graph
+    producers = {o: n.op_type for n in folded.node for o in n.output}
+    assert not [n for n in folded.node if n.op_type == "BatchNormalization" and producers.get(n.input[0]) == "Conv"]
+    assert not [n for n in folded.node if n.op_type == "Identity"], "dead Identity copies of folded weights remain"
     feeds = random_feeds(session(src))
     for a, b in zip(run(src, feeds), run(str(out), feeds)):
         assert relative_error(a, b) <= 1e-5

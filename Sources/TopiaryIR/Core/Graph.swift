@@ -40,13 +40,24 @@ public final class Graph {
         return inputs.filter { !inits.contains($0.name) }
     }
 
-    /// Constant tensors by value name: initializers and the values of `Constant` nodes whose value
-    /// is a plain tensor.
+    /// Constant tensors by value name: initializers, the values of `Constant` nodes whose value
+    /// is a plain tensor, and `Identity` copies of either (exporters write shared weights so).
     public func constants() -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for t in initializers { out[t.name] = t }
         for node in nodes where node.opType == "Constant" && node.isDefaultDomain {
             if let out0 = node.outputs.first, let t = ConstantValue.tensor(of: node) { out[out0] = t }
+        }
+        var changed = true
+        while changed {
+            changed = false
+            for node in nodes where node.opType == "Identity" && node.isDefaultDomain {
+                if let i = node.input(0), let o = node.outputs.first, out[o] == nil, var t = out[i] {
+                    t.name = o
+                    out[o] = t
+                    changed = true
+                }
+            }
         }
         return out
     }

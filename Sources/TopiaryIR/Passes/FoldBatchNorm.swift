@@ -57,7 +57,7 @@ public enum FoldBatchNorm {
             let kept = Set(graph.nodes.flatMap(\.outputs))
             let inputNames = Set(graph.inputs.map(\.name))
             graph.valueInfo.removeAll { !kept.contains($0.name) && !inputNames.contains($0.name) }
-            graph.removeUnusedInitializers()
+            graph.removeDeadCode()
         }
         return folded
     }
@@ -69,15 +69,22 @@ public enum FoldBatchNorm {
 }
 
 extension Graph {
-    /// Drops initializers (and `Constant` nodes) nothing reads any more, with their entries among
-    /// the graph inputs (older exporters list initializers as inputs too).
-    public func removeUnusedInitializers() {
-        var used = Set(nodes.flatMap(\.inputs) + outputs.map(\.name))
-        for node in nodes { used.formUnion(node.capturedNames()) }
-        let dead = Set(initializers.map(\.name)).subtracting(used)
-        initializers.removeAll { dead.contains($0.name) }
-        inputs.removeAll { dead.contains($0.name) }
-        nodes.removeAll { $0.opType == "Constant" && $0.outputs.allSatisfy { !used.contains($0) } }
+    /// Drops nodes whose outputs nothing reads (default-domain ops only; they have no side
+    /// effects), then initializers nothing reads, with their entries among the graph inputs (older
+    /// exporters list initializers as inputs too).
+    public func removeDeadCode() {
+        while true {
+            var used = Set(nodes.flatMap(\.inputs) + outputs.map(\.name))
+            for node in nodes { used.formUnion(node.capturedNames()) }
+            let before = nodes.count
+            nodes.removeAll { $0.isDefaultDomain && !$0.outputs.contains(where: used.contains) }
+            if nodes.count == before {
+                let dead = Set(initializers.map(\.name)).subtracting(used)
+                initializers.removeAll { dead.contains($0.name) }
+                inputs.removeAll { dead.contains($0.name) }
+                return
+            }
+        }
     }
 }
 
