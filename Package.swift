@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "topiary", targets: ["topiary"]),
         .library(name: "TopiaryIR", targets: ["TopiaryIR"]),
+        .library(name: "TopiaryPruning", targets: ["TopiaryPruning"]),
         .library(name: "TopiaryPipeline", targets: ["TopiaryPipeline"]),
     ],
     dependencies: [
@@ -25,12 +26,16 @@ let package = Package(
             dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
-            name: "TopiaryPipeline",
+            name: "TopiaryPruning",
             dependencies: ["TopiaryIR"]
+        ),
+        .target(
+            name: "TopiaryPipeline",
+            dependencies: ["TopiaryIR", "TopiaryPruning"]
         ),
         .executableTarget(
             name: "topiary",
-            dependencies: ["TopiaryIR", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["TopiaryIR", "TopiaryPruning", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Timing harness for bench/ (not a test).
         .executableTarget(
@@ -45,6 +50,10 @@ let package = Package(
         .testTarget(
             name: "TopiaryIRTests",
             dependencies: ["TopiaryIR", "TopiaryTestSupport"]
+        ),
+        .testTarget(
+            name: "TopiaryPruningTests",
+            dependencies: ["TopiaryPruning", "TopiaryTestSupport"]
         ),
     ]
 )

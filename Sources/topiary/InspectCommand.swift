@@ -1,5 +1,7 @@
 import ArgumentParser
 import TopiaryIR
+import TopiaryPipeline
+import TopiaryPruning
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -8,10 +10,18 @@ struct InspectCommand: ParsableCommand {
     )
 
     @Argument(help: "The ONNX model.") var model: String
+    @Flag(help: "List the dependency groups: channels that must be pruned together.") var groups = false
+    @Flag(help: "With --groups: print them as JSON.") var json = false
 
     func run() throws {
         try runReportingErrors {
             let m = try ModelFile.load(model)
+            if groups {
+                try Pruner.prepare(m)
+                let analysis = try DependencyAnalysis(model: m)
+                print(json ? try GroupListing(analysis).json() : GroupListing(analysis).text(), terminator: "")
+                return
+            }
             let shapes = try ShapeInference.run(m)
             print(model)
             print("  IR version  \(m.irVersion)")

@@ -1,0 +1,171 @@
+import Foundation
+import TopiaryIR
+
+/// What pruning aims for.
+public enum PruningTarget: Sendable, Equatable {
+    /// Fraction of each group's channels to remove (uniform) or of all prunable channels (global).
+    case ratio(Double)
+    /// Fraction of the model's FLOPs to keep.
+    case flops(Double)
+    /// Fraction of the model's parameters to keep.
+    case params(Double)
+}
+
+/// How removals are spread over the groups.
+public enum AllocationStrategy: String, Sendable, CaseIterable {
+    /// Every group loses the same fraction of its channels.
+    case uniform
+    /// One ranking of all channels, scores normalised within each group.
+    case global
+}
+
+/// Options of an allocation.
+public struct AllocationOptions: Sendable {
+    public var target: PruningTarget
+    public var strategy: AllocationStrategy
+    /// Keep-counts are multiples of this (1: no rounding).
+    public var roundTo: Int
+    /// No group keeps fewer channels than this.
+    public var minChannels: Int
+
+    public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
+        self.target = target
+        self.strategy = strategy
+        self.roundTo = max(1, roundTo)
+        self.minChannels = max(1, minChannels)
+    }
+}
+
+/// A target that cannot be reached, with how close it can get.
+public struct UnreachableTarget: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The classes chosen for removal.
+public struct Allocation {
+    public var removed: Set<Int>
+
+    /// Chooses classes to remove under `options`, using `scores` (one per class) and `estimator`
+    /// for FLOPs and parameter targets.
+    public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, estimator: CostEstimator) throws -> Allocation {
+        let groups = analysis.groups.filter(\.isPrunable)
+        // Prunable classes of each group, least important first.
+        let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
+        let floors: [Int] = groups.map { g in max(min(options.minChannels, g.width), g.width - g.prunableClasses.count) }
+
+        func keepCount(_ g: Int, removing want: Int) -> Int {
+            let width = groups[g].width
+            var keep = max(width - want, floors[g])
+            if options.roundTo > 1 && width >= options.roundTo {
+                keep = Int((Double(keep) / Double(options.roundTo)).rounded()) * options.roundTo
+                keep = max(keep, options.roundTo)
+                if keep < floors[g] { keep = Int((Double(floors[g]) / Double(options.roundTo)).rounded(.up)) * options.roundTo }
+            }
+            return min(max(keep, floors[g]), width)
+        }
+
+        func uniform(_ ratio: Double) -> Set<Int> {
+            var out = Set<Int>()
+            for (g, group) in groups.enumerated() {
+                let keep = keepCount(g, removing: Int((Double(group.width) * ratio).rounded()))
+                out.formUnion(ranked[g].prefix(group.width - keep))
+            }
+            return out
+        }
+
+        // Global order: scores normalised by the group's largest prunable score.
+        let globalOrder: [(cls: Int, group: Int)] = {
+            var all: [(Double, Int, Int)] = []
+            for (g, r) in ranked.enumerated() {
+                let top = r.map { scores[$0] }.max() ?? 0
+                for c in r { all.append((top > 0 ? scores[c] / top : 0, c, g)) }
+            }
+            return all.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { ($0.1, $0.2) }
+        }()
+
+        func global(_ count: Int) -> Set<Int> {
+            var wanted = [Int](repeating: 0, count: groups.count)
+            var taken = 0
+            for (_, g) in globalOrder where taken < count {
+                if groups[g].width - wanted[g] > floors[g] {
+                    wanted[g] += 1
+                    taken += 1
+                }
+            }
+            var out = Set<Int>()
+            for g in groups.indices { out.formUnion(ranked[g].prefix(groups[g].width - keepCount(g, removing: wanted[g]))) }
+            return out
+        }
+
+        let total = groups.reduce(0) { $0 + $1.prunableClasses.count }
+        func candidate(_ x: Double) -> Set<Int> {
+            options.strategy == .uniform ? uniform(x) : global(Int((x * Double(total)).rounded()))
+        }
+
+        switch options.target {
+        case .ratio(let r):
+            guard r >= 0 && r < 1 else { throw UnreachableTarget(description: "ratio \(r) must be in [0, 1)") }
+            return Allocation(removed: candidate(r))
+        case .flops(let keep), .params(let keep):
+            guard keep > 0 && keep <= 1 else { throw UnreachableTarget(description: "a keep fraction of \(keep) must be in (0, 1]") }
+            let isFlops: Bool = { if case .flops = options.target { return true }; return false }()
+            func cost(_ s: Set<Int>) -> Double {
+                let e = estimator.estimate(removing: s)
+                return isFlops ? e.flops / estimator.base.flops : e.params / estimator.base.params
+            }
+            let most = candidate(1.0)
+            let best = cost(most)
+            guard best <= keep + 1e-9 else {
+                let what = isFlops ? "FLOPs" : "parameters"
+                throw UnreachableTarget(description: String(format: "cannot keep only %.3g of the %@: removing every prunable channel down to the minimum keeps %.3g", keep, what, best))
+            }
+            // Smallest removal that meets the target (cost falls as x grows).
+            var lo = 0.0, hi = 1.0
+            var chosen = most
+            for _ in 0..<40 {
+                let mid = (lo + hi) / 2
+                let s = candidate(mid)
+                if cost(s) <= keep { hi = mid; chosen = s } else { lo = mid }
+            }
+            return Allocation(removed: chosen)
+        }
+    }
+}
+
+/// Estimates FLOPs and parameters after removing channel classes, from the original per-node costs
+/// scaled by the kept fraction of each node's input and output channels (exact for Conv, Gemm and
+/// element-wise ops; the final numbers come from the cost model on the pruned graph).
+public struct CostEstimator {
+    public let base: (flops: Double, params: Double)
+    private let terms: [(flops: Double, params: Double, input: [Int]?, output: [Int]?, scalesWithInput: Bool)]
+
+    init(analysis: DependencyAnalysis, cost: CostReport) {
+        let graph = analysis.model.graph
+        var terms: [(Double, Double, [Int]?, [Int]?, Bool)] = []
+        var byName: [String: NodeCost] = [:]
+        for c in cost.nodes { byName[c.name] = c }
+        for node in graph.nodes {
+            guard let c = byName[node.label] else { continue }
+            let input = node.input(0).flatMap { analysis.graph.layouts[$0] }.map { analysis.classIDs($0.atoms) }
+            let output = node.outputs.first.flatMap { analysis.graph.layouts[$0] }.map { analysis.classIDs($0.atoms) }
+            let producesChannels = ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType) && node.int("group", default: 1) == 1
+            terms.append((Double(c.flops), Double(c.params), input, output, producesChannels))
+        }
+        self.terms = terms
+        base = (Double(cost.totals.flops), Double(cost.totals.params))
+    }
+
+    public func estimate(removing removed: Set<Int>) -> (flops: Double, params: Double) {
+        func kept(_ classes: [Int]?) -> Double {
+            guard let classes, !classes.isEmpty else { return 1 }
+            return Double(classes.reduce(0) { $0 + (removed.contains($1) ? 0 : 1) }) / Double(classes.count)
+        }
+        var flops = 0.0, params = 0.0
+        for t in terms {
+            let f = kept(t.output) * (t.scalesWithInput ? kept(t.input) : 1)
+            flops += t.flops * f
+            params += t.params * f
+        }
+        return (flops, params)
+    }
+}

@@ -1,0 +1,179 @@
+import TopiaryIR
+
+/// Why a channel may not be removed.
+struct Barrier: Error {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// The channels of a model and the ties between them, built in one pass over the graph.
+///
+/// Every producer of channels (a Conv, a Gemm, a graph input) makes a *space* of atoms, one per
+/// channel. Rules per op propagate layouts forward and tie atoms that must be removed together
+/// (union-find): the two inputs of a residual Add, a depthwise conv's input and output, the gate and
+/// the features of squeeze-excite, the columns of a channel shuffle. Equivalence classes of atoms
+/// are the units of pruning; spaces that share a class form a dependency group.
+final class DependencyGraph {
+    struct Space {
+        let name: String
+        let node: String
+        let opType: String
+        let firstAtom: Int
+        let size: Int
+    }
+
+    let model: Model
+    let shapes: ShapeTable
+    let constants: [String: Tensor]
+    private(set) var spaces: [Space] = []
+    private(set) var atomSpace: [Int] = []
+    private var parent: [Int] = []
+    private(set) var pins: [Int: String] = [:]
+    var layouts: [String: ChannelLayout] = [:]
+    private(set) var members: [Member] = []
+    private(set) var updates: [ParameterUpdate] = []
+    /// Nodes that stopped the analysis, with the reason (for reports).
+    private(set) var barriers: [(node: String, op: String, reason: String)] = []
+
+    init(model: Model) throws {
+        self.model = model
+        self.shapes = try ShapeInference.run(model)
+        self.constants = model.graph.constants()
+        try build()
+    }
+
+    // MARK: atoms
+
+    /// A new space of `size` channels; `pinned` marks them never prunable.
+    func newSpace(name: String, node: String, opType: String, size: Int, pinned: String? = nil) -> [Int] {
+        let first = atomSpace.count
+        spaces.append(Space(name: name, node: node, opType: opType, firstAtom: first, size: size))
+        for i in 0..<size {
+            atomSpace.append(spaces.count - 1)
+            parent.append(first + i)
+        }
+        let atoms = Array(first..<(first + size))
+        if let pinned { pin(atoms, pinned) }
+        return atoms
+    }
+
+    func find(_ a: Int) -> Int {
+        var a = a
+        while parent[a] != a {
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        }
+        return a
+    }
+
+    func union(_ a: Int, _ b: Int) {
+        let ra = find(a), rb = find(b)
+        if ra != rb { parent[max(ra, rb)] = min(ra, rb) }
+    }
+
+    /// Ties two equally long atom lists position by position.
+    func tie(_ a: [Int], _ b: [Int]) throws {
+        guard a.count == b.count else { throw Barrier("channel counts differ (\(a.count) vs \(b.count))") }
+        for (x, y) in zip(a, b) { union(x, y) }
+    }
+
+    func pin(_ atoms: [Int], _ reason: String) {
+        for a in atoms where pins[a] == nil { pins[a] = reason }
+    }
+
+    func addMember(_ tensor: String, axis: Int, atoms: [Int], role: Member.Role, node: String) throws {
+        let t = try constant(tensor)
+        guard axis < t.dims.count, t.dims[axis] == atoms.count else {
+            throw Barrier("'\(tensor)' has \(t.dims) where \(atoms.count) channels were expected on axis \(axis)")
+        }
+        // A tensor used twice on one axis ties the channels of both uses.
+        for m in members where m.tensor == tensor && m.axis == axis { try tie(m.atoms, atoms) }
+        members.append(Member(tensor: tensor, axis: axis, atoms: atoms, role: role, node: node))
+    }
+
+    func addUpdate(_ u: ParameterUpdate) { updates.append(u) }
+
+    func constant(_ name: String) throws -> Tensor {
+        guard let t = constants[name] else { throw Barrier("'\(name)' is not a constant") }
+        return t
+    }
+
+    func isConstant(_ name: String) -> Bool { constants[name] != nil }
+
+    func shape(_ name: String) -> [Int]? { shapes.staticShape(of: name) ?? constants[name]?.dims }
+
+    /// Symbolic-batch-aware rank and dims (symbols as -1).
+    func dims(_ name: String) -> [Int]? {
+        if let t = constants[name] { return t.dims }
+        return shapes.type(of: name)?.shape?.map { $0.value ?? -1 }
+    }
+
+    // MARK: the pass
+
+    private func build() throws {
+        let graph = model.graph
+        let inits = Set(graph.initializers.map(\.name))
+        for input in graph.inputs where !inits.contains(input.name) {
+            if let d = dims(input.name), d.count >= 2, d[1] > 0 {
+                layouts[input.name] = ChannelLayout(axis: 1, atoms: newSpace(name: input.name, node: input.name, opType: "input", size: d[1], pinned: "graph input '\(input.name)'"))
+            }
+        }
+        for i in try graph.topologicalOrder() {
+            let node = graph.nodes[i]
+            if node.opType == "Constant" || constants[node.outputs.first ?? ""] != nil { continue }
+            do {
+                guard node.isDefaultDomain else { throw Barrier("custom domain '\(node.domain)'") }
+                guard let rule = PruningRules.table[node.opType] else { throw Barrier("no pruning rule for \(node.opType)") }
+                try rule(RuleContext(graph: self, node: node, index: i))
+            } catch let barrier as Barrier {
+                barriers.append((node.label, node.opType, barrier.reason))
+                let reason = "\(node.opType) '\(node.label)': \(barrier.reason)"
+                for name in node.inputs where !name.isEmpty { if let l = layouts[name] { pin(l.atoms, reason) } }
+                for name in node.outputs where !name.isEmpty {
+                    if let d = dims(name), d.count >= 2, d[1] > 0 {
+                        layouts[name] = ChannelLayout(axis: 1, atoms: newSpace(name: name, node: node.label, opType: node.opType, size: d[1], pinned: reason))
+                    } else {
+                        layouts[name] = nil
+                    }
+                }
+            }
+        }
+        for output in graph.outputs {
+            if let l = layouts[output.name] { pin(l.atoms, "graph output '\(output.name)'") }
+        }
+    }
+}
+
+/// What a pruning rule sees of one node.
+struct RuleContext {
+    let graph: DependencyGraph
+    let node: Node
+    let index: Int
+
+    var label: String { node.label }
+
+    func layout(_ i: Int) -> ChannelLayout? { node.input(i).flatMap { graph.layouts[$0] } }
+
+    func requireLayout(_ i: Int) throws -> ChannelLayout {
+        guard let l = layout(i) else { throw Barrier("input \(i) has no known channels") }
+        return l
+    }
+
+    func setOutput(_ k: Int, _ layout: ChannelLayout?) {
+        guard k < node.outputs.count, !node.outputs[k].isEmpty else { return }
+        graph.layouts[node.outputs[k]] = layout
+    }
+
+    func dims(_ i: Int) -> [Int]? { node.input(i).flatMap { graph.dims($0) } }
+
+    func outputDims(_ k: Int = 0) -> [Int]? { k < node.outputs.count ? graph.dims(node.outputs[k]) : nil }
+
+    /// Integer contents of a constant input, or of an attribute when the input is absent.
+    func ints(_ i: Int, attribute: String? = nil) throws -> [Int]? {
+        if let name = node.input(i) {
+            guard let v = graph.constants[name]?.int64Values() else { throw Barrier("input '\(name)' is not a constant") }
+            return v.map { Int($0) }
+        }
+        return attribute.flatMap { node.ints($0) }
+    }
+}

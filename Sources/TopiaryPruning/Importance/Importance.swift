@@ -1,0 +1,212 @@
+import TopiaryIR
+
+/// Data a criterion may ask for besides the weights.
+public enum ImportanceRequirement: Sendable, Hashable {
+    /// Activations of the model on calibration batches.
+    case activations
+    /// Gradients of the loss with respect to activations.
+    case gradients
+}
+
+/// Activations and gradients by value name, gathered on calibration data for criteria that need
+/// them (filled by the engine; magnitude criteria ignore it).
+public struct CalibrationData {
+    public var activations: [String: Tensor]
+    public var gradients: [String: Tensor]
+
+    public init(activations: [String: Tensor] = [:], gradients: [String: Tensor] = [:]) {
+        self.activations = activations
+        self.gradients = gradients
+    }
+}
+
+/// A pruning criterion: a score for every channel class, higher meaning more important.
+public protocol Importance: Sendable {
+    /// The name used in pipelines and on the command line (`l1`, `fpgm`, …).
+    var name: String { get }
+    /// What the criterion needs besides the weights.
+    var requirements: Set<ImportanceRequirement> { get }
+    /// One score per class of `analysis.classes`. Pinned classes may get any score.
+    func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double]
+}
+
+extension Importance {
+    public var requirements: Set<ImportanceRequirement> { [] }
+}
+
+/// How the normalised scores of a class's members are combined.
+public enum ScoreCombination: String, Sendable, CaseIterable {
+    case sum, mean, max
+}
+
+/// The criteria Topiary knows by name.
+public enum Criteria {
+    /// The criterion called `name`, or nil.
+    public static func named(_ name: String, seed: UInt64 = 0, combination: ScoreCombination = .sum) -> (any Importance)? {
+        switch name {
+        case "l1": return MagnitudeImportance(norm: 1, combination: combination)
+        case "l2": return MagnitudeImportance(norm: 2, combination: combination)
+        case "bn_scale": return BNScaleImportance(combination: combination)
+        case "fpgm": return FPGMImportance(combination: combination)
+        case "random": return RandomImportance(seed: seed)
+        default: return nil
+        }
+    }
+
+    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random"]
+}
+
+/// Accumulates per-member scores into per-class scores.
+struct ClassScores {
+    private var total: [Double]
+    private var count: [Int]
+    let combination: ScoreCombination
+
+    init(classes: Int, combination: ScoreCombination) {
+        total = Array(repeating: 0, count: classes)
+        count = Array(repeating: 0, count: classes)
+        self.combination = combination
+    }
+
+    /// Adds one member's scores (one per position), normalised by the member's largest score so
+    /// that members of different scales weigh the same.
+    mutating func add(_ scores: [Double], classes: [Int]) {
+        let top = scores.max() ?? 0
+        for (p, s) in scores.enumerated() {
+            let v = top > 0 ? s / top : 0
+            let c = classes[p]
+            switch combination {
+            case .sum, .mean: total[c] += v
+            case .max: total[c] = count[c] == 0 ? v : Swift.max(total[c], v)
+            }
+            count[c] += 1
+        }
+    }
+
+    func has(_ c: Int) -> Bool { count[c] > 0 }
+
+    var result: [Double] {
+        combination == .mean ? zip(total, count).map { $1 > 0 ? $0 / Double($1) : 0 } : total
+    }
+}
+
+/// Slices of a tensor along one axis, as Double vectors (one per position).
+func slices(of tensor: Tensor, axis: Int) -> [[Double]] {
+    guard let values = tensor.floatValues() else { return [] }
+    let dims = tensor.dims
+    let n = dims[axis]
+    let inner = dims[(axis + 1)...].reduce(1, *)
+    let outer = dims[..<axis].reduce(1, *)
+    var out = [[Double]](repeating: [], count: n)
+    for p in 0..<n {
+        out[p].reserveCapacity(outer * inner)
+        for o in 0..<outer {
+            let base = (o * n + p) * inner
+            for i in 0..<inner { out[p].append(Double(values[base + i])) }
+        }
+    }
+    return out
+}
+
+/// L1 or L2 norm of each producing filter (`l1`, `l2`).
+public struct MagnitudeImportance: Importance {
+    public let norm: Int
+    public let combination: ScoreCombination
+    public var name: String { norm == 1 ? "l1" : "l2" }
+
+    public init(norm: Int, combination: ScoreCombination = .sum) {
+        self.norm = norm
+        self.combination = combination
+    }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        var acc = ClassScores(classes: analysis.classes.count, combination: combination)
+        for m in analysis.members where m.role == .producer {
+            guard let t = analysis.graph.constants[m.tensor] else { continue }
+            let s = slices(of: t, axis: m.axis).map { v in norm == 1 ? v.reduce(0) { $0 + abs($1) } : v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+            acc.add(s, classes: analysis.classIDs(m.atoms))
+        }
+        return acc.result
+    }
+}
+
+/// |γ| of the BatchNormalization that follows each channel (`bn_scale`); channels with no
+/// BatchNormalization fall back to the L2 norm of their filters.
+public struct BNScaleImportance: Importance {
+    public let combination: ScoreCombination
+    public var name: String { "bn_scale" }
+
+    public init(combination: ScoreCombination = .sum) { self.combination = combination }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        var acc = ClassScores(classes: analysis.classes.count, combination: combination)
+        for m in analysis.members where m.role == .bnScale {
+            guard let v = analysis.graph.constants[m.tensor]?.floatValues() else { continue }
+            acc.add(v.map { Double(abs($0)) }, classes: analysis.classIDs(m.atoms))
+        }
+        var result = acc.result
+        let fallback = try MagnitudeImportance(norm: 2, combination: combination).scores(analysis, calibration: calibration)
+        for c in result.indices where !acc.has(c) { result[c] = fallback[c] }
+        return result
+    }
+}
+
+/// Filter Pruning via Geometric Median (`fpgm`): a filter close to all the others in its layer
+/// (small summed Euclidean distance, i.e. near the geometric median) is redundant.
+public struct FPGMImportance: Importance {
+    public let combination: ScoreCombination
+    public var name: String { "fpgm" }
+
+    public init(combination: ScoreCombination = .sum) { self.combination = combination }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        var acc = ClassScores(classes: analysis.classes.count, combination: combination)
+        for m in analysis.members where m.role == .producer {
+            guard let t = analysis.graph.constants[m.tensor] else { continue }
+            let filters = slices(of: t, axis: m.axis)
+            var s = [Double](repeating: 0, count: filters.count)
+            for i in filters.indices {
+                for j in (i + 1)..<filters.count where j < filters.count {
+                    var d = 0.0
+                    for k in filters[i].indices { let x = filters[i][k] - filters[j][k]; d += x * x }
+                    d = d.squareRoot()
+                    s[i] += d
+                    s[j] += d
+                }
+            }
+            acc.add(s, classes: analysis.classIDs(m.atoms))
+        }
+        return acc.result
+    }
+}
+
+/// Uniform random scores from a seeded generator (`random`): the baseline every criterion must beat.
+public struct RandomImportance: Importance {
+    public let seed: UInt64
+    public var name: String { "random" }
+
+    public init(seed: UInt64) { self.seed = seed }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        var rng = SplitMix64(seed: seed)
+        return analysis.classes.map { _ in rng.nextUnit() }
+    }
+}
+
+/// SplitMix64: a small, fast, seedable generator (same sequence on every platform).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A Double in [0, 1).
+    public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

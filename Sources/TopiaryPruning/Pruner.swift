@@ -1,0 +1,87 @@
+import TopiaryIR
+
+/// Options of one pruning run.
+public struct PruningOptions: Sendable {
+    public var criterion: any Importance
+    public var allocation: AllocationOptions
+    /// Node, tensor or value names whose channels are never removed.
+    public var ignore: Set<String>
+
+    public init(criterion: any Importance, allocation: AllocationOptions, ignore: Set<String> = []) {
+        self.criterion = criterion
+        self.allocation = allocation
+        self.ignore = ignore
+    }
+}
+
+/// Width of one dependency group before and after pruning.
+public struct GroupWidth: Codable, Sendable {
+    public var group: Int
+    public var producers: [String]
+    public var before: Int
+    public var after: Int
+}
+
+/// What a pruning run produced.
+public struct PruningResult {
+    /// The pruned model (the input model, edited in place).
+    public var model: Model
+    /// The same-shaped model with the removed channels zeroed, when asked for.
+    public var masked: Model?
+    public var before: CostTotals
+    public var after: CostTotals
+    public var widths: [GroupWidth]
+}
+
+/// Structural channel pruning: analysis, importance, allocation, surgery.
+public enum Pruner {
+    /// Normalises a model for pruning without changing what it computes: shape arithmetic becomes
+    /// constants, and `Identity` copies of weights become weights of their own.
+    public static func prepare(_ model: Model) throws {
+        try FreezeShapeInputs.run(model)
+        let graph = model.graph
+        let constants = graph.constants()
+        let outputs = Set(graph.outputs.map(\.name))
+        var copies: [Tensor] = []
+        graph.nodes.removeAll { node in
+            guard node.opType == "Identity", let i = node.input(0), let o = node.outputs.first, !outputs.contains(o),
+                  graph.initializer(named: i) != nil, var t = constants[i] else { return false }
+            t.name = o
+            copies.append(t)
+            return true
+        }
+        graph.initializers.append(contentsOf: copies)
+        graph.removeDeadCode()
+    }
+
+    /// Prunes `model` in place (after `prepare`).
+    public static func prune(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil, writeMasked: Bool = false) throws -> PruningResult {
+        try prepare(model)
+        let (beforeCost, _) = try CostModel.analyse(model)
+        let masked: Model? = writeMasked ? try copy(model) : nil
+        let analysis = try DependencyAnalysis(model: model, ignore: options.ignore)
+        let scores = try options.criterion.scores(analysis, calibration: calibration)
+        let estimator = CostEstimator(analysis: analysis, cost: beforeCost)
+        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation, estimator: estimator)
+        let widths = analysis.groups.filter { $0.width > 0 }.map { g in
+            GroupWidth(group: g.id, producers: g.producers, before: g.width, after: g.classes.filter { !allocation.removed.contains($0) }.count)
+        }
+        if let masked {
+            let maskedAnalysis = try DependencyAnalysis(model: masked, ignore: options.ignore)
+            try Masking.apply(maskedAnalysis, removing: allocation.removed)
+        }
+        do {
+            try Surgery.apply(analysis, removing: allocation.removed)
+        } catch let b as Barrier {
+            throw IRError.invalid("surgery failed: \(b.reason)")
+        }
+        let (afterCost, _) = try CostModel.analyse(model)
+        return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths)
+    }
+
+    /// A deep copy of a model (through its serialized form).
+    public static func copy(_ model: Model) throws -> Model {
+        let bytes = try ModelFile.encode(model)
+        return try bytes.withUnsafeBytes { try ModelFile.decode($0) }
+    }
+}

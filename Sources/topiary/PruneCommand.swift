@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import TopiaryIR
+import TopiaryPipeline
+import TopiaryPruning
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove whole channels: dependency-aware structural pruning to a ratio, FLOPs or parameter target."
+    )
+
+    @Argument(help: "The ONNX model to prune (never modified).") var input: String
+    @Argument(help: "Where to write the pruned model.") var output: String
+    @Option(help: "Importance criterion: \(Criteria.names.joined(separator: ", ")).") var criterion = "l2"
+    @Option(help: "Fraction of channels to remove (0 ≤ R < 1).") var ratio: Double?
+    @Option(help: "Fraction of the FLOPs to keep (0 < F ≤ 1).") var flops: Double?
+    @Option(help: "Fraction of the parameters to keep (0 < P ≤ 1).") var params: Double?
+    @Option(help: "uniform (each group loses the same fraction) or global (one ranking).") var allocation = "uniform"
+    @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
+    @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
+    @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
+    @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
+    @Option(name: .customLong("write-masked"), help: "Also write the same-shaped model with removed channels zeroed.") var writeMasked: String?
+    @Option(help: "Write a JSON report (costs before/after, group widths) to FILE.") var report: String?
+
+    func validate() throws {
+        let targets = [ratio, flops, params].compactMap { $0 }
+        guard targets.count == 1 else { throw ValidationError("give exactly one of --ratio, --flops and --params") }
+        guard Criteria.names.contains(criterion) else { throw ValidationError("unknown criterion '\(criterion)'; known: \(Criteria.names.joined(separator: ", "))") }
+        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform or global") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let model = try ModelFile.load(input)
+            let target: PruningTarget = ratio.map { .ratio($0) } ?? flops.map { .flops($0) } ?? .params(params ?? 1)
+            let options = PruningOptions(
+                criterion: Criteria.named(criterion, seed: seed)!,
+                allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
+                ignore: Set(ignore))
+            let result: PruningResult
+            do {
+                result = try Pruner.prune(model, options: options, writeMasked: writeMasked != nil)
+            } catch let e as UnreachableTarget {
+                throw FileError(path: input, error: e)
+            }
+            try ModelFile.save(result.model, to: output)
+            if let path = writeMasked, let masked = result.masked { try ModelFile.save(masked, to: path) }
+            let summary = PruneSummary(model: input, output: output, criterion: criterion, allocation: allocation, before: result.before, after: result.after, groups: result.widths)
+            if let report { try writeTextAtomically(try summary.json(), to: report) }
+            print(summary.text(), terminator: "")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Testing
+import TopiaryIR
+@testable import TopiaryPruning
+import TopiaryTestSupport
+
+@Suite struct PruningTests {
+    typealias B = GraphBuilder
+
+    /// x -> conv a (4) -> Add(conv b (4)) -> conv c (2, graph output).
+    func residualModel() -> Model {
+        func w(_ name: String, _ dims: [Int], _ scale: Float) -> Tensor {
+            Tensor(name: name, floats: (0..<dims.reduce(1, *)).map { Float($0 % 7) * scale - 1 }, dims: dims)
+        }
+        let nodes = [
+            B.node("Conv", ["x", "wa"], ["a"]),
+            B.node("Conv", ["x", "wb"], ["b"]),
+            B.node("Add", ["a", "b"], ["s"]),
+            B.node("Conv", ["s", "wc"], ["y"]),
+        ]
+        return B.model(nodes, inputs: [B.value("x", [1, 3, 4, 4])], outputs: ["y"],
+                       initializers: [w("wa", [4, 3, 1, 1], 0.5), w("wb", [4, 3, 1, 1], 0.25), w("wc", [2, 4, 1, 1], 1)])
+    }
+
+    @Test func residualBranchesShareOneGroup() throws {
+        let analysis = try DependencyAnalysis(model: residualModel())
+        let prunable = analysis.groups.filter(\.isPrunable)
+        #expect(prunable.count == 1)
+        #expect(prunable[0].width == 4)
+        #expect(Set(prunable[0].members) == ["wa:0", "wb:0", "wc:1"])
+        let pinned = analysis.groups.filter { !$0.isPrunable }
+        #expect(pinned.flatMap(\.pinReasons).contains("graph output 'y'"))
+        #expect(pinned.flatMap(\.pinReasons).contains("graph input 'x'"))
+    }
+
+    @Test func pruningSlicesEveryMember() throws {
+        let model = residualModel()
+        let options = PruningOptions(criterion: MagnitudeImportance(norm: 1), allocation: AllocationOptions(target: .ratio(0.5)))
+        let result = try Pruner.prune(model, options: options, writeMasked: true)
+        #expect(model.graph.initializer(named: "wa")?.dims == [2, 3, 1, 1])
+        #expect(model.graph.initializer(named: "wb")?.dims == [2, 3, 1, 1])
+        #expect(model.graph.initializer(named: "wc")?.dims == [2, 2, 1, 1])
+        #expect(result.after.macs * 2 == result.before.macs)
+        // The masked twin keeps shapes and zeroes the same two filters in both branches.
+        let masked = try #require(result.masked)
+        let wa = try #require(masked.graph.initializer(named: "wa")?.floatValues())
+        #expect(wa.count == 12)
+        #expect(wa.filter { $0 == 0 }.count >= 6)
+    }
+
+    @Test func sameSeedSameRandomScores() throws {
+        let analysis = try DependencyAnalysis(model: residualModel())
+        let a = try RandomImportance(seed: 3).scores(analysis, calibration: nil)
+        let b = try RandomImportance(seed: 3).scores(analysis, calibration: nil)
+        let c = try RandomImportance(seed: 4).scores(analysis, calibration: nil)
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    @Test func sliceKeepsChosenPositions() throws {
+        let t = Tensor(name: "t", floats: (0..<12).map(Float.init), dims: [3, 4])
+        let s = try Surgery.slice(t, axis: 1, keep: [0, 3])
+        #expect(s.dims == [3, 2])
+        #expect(s.floatValues() == [0, 3, 4, 7, 8, 11])
+    }
+
+    @Test func unreachableTargetSaysHowClose() throws {
+        let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .flops(0.01)))
+        #expect(throws: UnreachableTarget.self) { try Pruner.prune(residualModel(), options: options) }
+    }
+}
