@@ -40,7 +40,7 @@ let package = Package(
         // Timing harness for bench/ (not a test).
         .executableTarget(
             name: "topiary-bench",
-            dependencies: ["TopiaryIR"]
+            dependencies: ["TopiaryIR", "TopiaryPruning"]
         ),
         .target(
             name: "TopiaryTestSupport",

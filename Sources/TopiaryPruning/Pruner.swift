@@ -1,3 +1,4 @@
+import Dispatch
 import TopiaryIR
 
 /// Options of one pruning run.
@@ -31,6 +32,20 @@ public struct PruningResult {
     public var before: CostTotals
     public var after: CostTotals
     public var widths: [GroupWidth]
+    /// Seconds spent in each phase, in order.
+    public var timings: [(phase: String, seconds: Double)]
+}
+
+/// Times the phases of a run.
+struct PhaseClock {
+    private(set) var timings: [(phase: String, seconds: Double)] = []
+    private var last = DispatchTime.now().uptimeNanoseconds
+
+    mutating func lap(_ phase: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        timings.append((phase, Double(now - last) / 1e9))
+        last = now
+    }
 }
 
 /// Structural channel pruning: analysis, importance, allocation, surgery.
@@ -56,27 +71,39 @@ public enum Pruner {
 
     /// Prunes `model` in place (after `prepare`).
     public static func prune(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil, writeMasked: Bool = false) throws -> PruningResult {
+        var clock = PhaseClock()
         try prepare(model)
-        let (beforeCost, _) = try CostModel.analyse(model)
+        let shapes = try ShapeInference.run(model)
+        clock.lap("prepare")
+        let beforeCost = try CostModel.analyse(model.graph, shapes: shapes)
+        clock.lap("cost before")
         let masked: Model? = writeMasked ? try copy(model) : nil
-        let analysis = try DependencyAnalysis(model: model, ignore: options.ignore)
+        let analysis = try DependencyAnalysis(model: model, ignore: options.ignore, shapes: shapes)
+        clock.lap("dependency analysis")
         let scores = try options.criterion.scores(analysis, calibration: calibration)
-        let estimator = CostEstimator(analysis: analysis, cost: beforeCost)
-        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation, estimator: estimator)
+        clock.lap("importance (\(options.criterion.name))")
+        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation) {
+            CostEstimator(analysis: analysis, cost: beforeCost)
+        }
+        clock.lap("allocation")
         let widths = analysis.groups.filter { $0.width > 0 }.map { g in
             GroupWidth(group: g.id, producers: g.producers, before: g.width, after: g.classes.filter { !allocation.removed.contains($0) }.count)
         }
         if let masked {
             let maskedAnalysis = try DependencyAnalysis(model: masked, ignore: options.ignore)
             try Masking.apply(maskedAnalysis, removing: allocation.removed)
+            clock.lap("masking")
         }
+        let prunedShapes: ShapeTable
         do {
-            try Surgery.apply(analysis, removing: allocation.removed)
+            prunedShapes = try Surgery.apply(analysis, removing: allocation.removed)
         } catch let b as Barrier {
             throw IRError.invalid("surgery failed: \(b.reason)")
         }
-        let (afterCost, _) = try CostModel.analyse(model)
-        return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths)
+        clock.lap("surgery")
+        let afterCost = try CostModel.analyse(model.graph, shapes: prunedShapes)
+        clock.lap("cost after")
+        return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths, timings: clock.timings)
     }
 
     /// A deep copy of a model (through its serialized form).

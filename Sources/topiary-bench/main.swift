@@ -1,7 +1,9 @@
-// Times Topiary's ONNX load and save for bench/io_bench.py: prints one JSON line of seconds.
-// Usage: topiary-bench io MODEL OUT REPEATS
+// Timing harness for bench/ (not a test). Prints one JSON line of seconds.
+//   topiary-bench io MODEL OUT REPEATS        load and save
+//   topiary-bench prune MODEL RATIO REPEATS   analyse and prune (L2, uniform), model loaded untimed
 import Foundation
 import TopiaryIR
+import TopiaryPruning
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
@@ -9,17 +11,56 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
+func emit(_ object: [String: Any]) throws {
+    let json = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
+}
+
 let args = CommandLine.arguments
-guard args.count == 5, args[1] == "io", let repeats = Int(args[4]) else {
-    FileHandle.standardError.write(Data("usage: topiary-bench io MODEL OUT REPEATS\n".utf8))
+guard args.count == 5, let repeats = Int(args[4]) else {
+    FileHandle.standardError.write(Data("usage: topiary-bench io MODEL OUT REPEATS | prune MODEL RATIO REPEATS\n".utf8))
     exit(2)
 }
-var loads: [Double] = []
-var saves: [Double] = []
-for _ in 0..<repeats {
-    var model: Model?
-    loads.append(try seconds { model = try ModelFile.load(args[2], validate: false) })
-    if let model { saves.append(try seconds { try ModelFile.save(model, to: args[3], externalData: .inline) }) }
+switch args[1] {
+case "io":
+    var loads: [Double] = []
+    var saves: [Double] = []
+    for _ in 0..<repeats {
+        var model: Model?
+        loads.append(try seconds { model = try ModelFile.load(args[2], validate: false) })
+        if let model { saves.append(try seconds { try ModelFile.save(model, to: args[3], externalData: .inline) }) }
+    }
+    try emit(["load": loads, "save": saves])
+case "prune":
+    guard let ratio = Double(args[3]) else { exit(2) }
+    var analyse: [Double] = []
+    var total: [Double] = []
+    var result: PruningResult?
+    for _ in 0..<repeats {
+        let model = try ModelFile.load(args[2])
+        let probe = try Pruner.copy(model)
+        analyse.append(try seconds {
+            try Pruner.prepare(probe)
+            _ = try DependencyAnalysis(model: probe)
+        })
+        let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(ratio)))
+        total.append(try seconds { result = try Pruner.prune(model, options: options) })
+    }
+    guard let result else { exit(1) }
+    for (phase, t) in result.timings { FileHandle.standardError.write(Data("\(phase): \(String(format: "%.2f", t * 1e3)) ms\n".utf8)) }
+    try emit(["analyse": analyse, "prune": total, "params_before": result.before.params, "params_after": result.after.params,
+              "macs_before": result.before.macs, "macs_after": result.after.macs])
+case "phases":
+    let model = try ModelFile.load(args[2])
+    try Pruner.prepare(model)
+    for _ in 0..<repeats {
+        let a = try seconds { _ = try ShapeInference.run(model) }
+        let b = try seconds { _ = try model.graph.topologicalOrder() }
+        let c = try seconds { _ = model.graph.constants() }
+        let d = try seconds { _ = try CostModel.analyse(model) }
+        let e = try seconds { _ = try DependencyAnalysis(model: model) }
+        try emit(["shapes": a, "topo": b, "constants": c, "cost": d, "analysis": e])
+    }
+default:
+    exit(2)
 }
-let json = try JSONSerialization.data(withJSONObject: ["load": loads, "save": saves])
-print(String(decoding: json, as: UTF8.self))

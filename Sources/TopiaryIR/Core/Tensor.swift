@@ -12,7 +12,7 @@ public struct StringPair: Equatable, Sendable {
 ///
 /// Elements live in `buffer` in ONNX's little-endian `raw_data` layout whatever field the file
 /// used; `encoding` remembers that field so an unchanged model is written back the way it came.
-public struct Tensor {
+public struct Tensor: Sendable {
     /// How the elements were (and will be) stored in the protobuf.
     public enum Encoding: Sendable, Equatable {
         /// `raw_data`.

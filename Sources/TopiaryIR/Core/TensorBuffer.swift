@@ -19,6 +19,13 @@ public final class TensorBuffer: @unchecked Sendable {
         self.base = p
     }
 
+    /// Allocates `count` bytes whose contents the caller must fill.
+    public init(uninitializedCount count: Int) {
+        self.count = count
+        guard let p = topiary_alloc(max(count, 1)) else { fatalError("out of memory allocating \(count) bytes") }
+        self.base = p
+    }
+
     /// Takes ownership of `pointer`, which must come from `topiary_alloc` (as every block protobuf-c
     /// allocates during import does) and be freed by nobody else.
     public init(adopting pointer: UnsafeMutableRawPointer, count: Int) {

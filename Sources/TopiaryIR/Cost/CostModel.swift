@@ -48,13 +48,15 @@ public enum CostModel {
         return (try analyse(model.graph, shapes: shapes), shapes)
     }
 
+    /// Costs of `graph` from `shapes`, which must have been inferred on this graph as it is now.
     public static func analyse(_ graph: Graph, shapes: ShapeTable) throws -> CostReport {
-        let constants = ConstantSources(graph, shapes: shapes)
+        let order = shapes.order.count == graph.nodes.count ? shapes.order : try graph.topologicalOrder()
+        let constants = ConstantSources(graph, order: order, shapes: shapes)
         var counted = Set<String>()
         var costs: [NodeCost] = []
         var unanalysed = shapes.unanalysed
         let missing = Set(shapes.unanalysed.map(\.node))
-        for i in try graph.topologicalOrder() {
+        for i in order {
             let node = graph.nodes[i]
             var cost = NodeCost(name: node.label, opType: node.opType, outputShape: "?", params: 0, macs: 0, flops: 0, activationBytes: 0, analysed: false)
             if let out = node.outputs.first, let t = shapes.type(of: out) {
@@ -110,9 +112,9 @@ struct ConstantSources {
     private var sources: [String: Source] = [:]
     private var constantNodes = Set<String>()
 
-    init(_ graph: Graph, shapes: ShapeTable) {
+    init(_ graph: Graph, order: [Int], shapes: ShapeTable) {
         for t in graph.initializers { sources[t.name] = Source(name: t.name, type: t.dataType, elements: t.elementCount) }
-        for node in (try? graph.topologicalOrder())?.map({ graph.nodes[$0] }) ?? graph.nodes {
+        for node in order.map({ graph.nodes[$0] }) {
             guard let out = node.outputs.first, node.isDefaultDomain else { continue }
             switch node.opType {
             case "Constant":

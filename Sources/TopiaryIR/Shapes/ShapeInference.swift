@@ -27,6 +27,9 @@ public struct ShapeTable: Sendable {
     public var facts: [String: ValueFacts] = [:]
     /// Nodes with no shape rule or whose rule could not run (their outputs stay unknown).
     public var unanalysed: [UnanalysedNode] = []
+    /// The topological order of the graph's nodes the inference walked (valid while the graph's
+    /// node list is unchanged).
+    public var order: [Int] = []
 
     /// The type of `name`, when known.
     public func type(of name: String) -> TensorType? { facts[name]?.type }
@@ -63,6 +66,7 @@ public enum ShapeInference {
             table.facts[input.name] = ValueFacts(type: input.type.tensorType)
         }
         let order = try graph.topologicalOrder()
+        table.order = order
         for i in order {
             let node = graph.nodes[i]
             let ctx = ShapeContext(node: node, opset: opset, inputs: node.inputs.map { $0.isEmpty ? nil : table.facts[$0] })

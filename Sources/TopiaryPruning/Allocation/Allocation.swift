@@ -45,9 +45,9 @@ public struct UnreachableTarget: Error, CustomStringConvertible {
 public struct Allocation {
     public var removed: Set<Int>
 
-    /// Chooses classes to remove under `options`, using `scores` (one per class) and `estimator`
-    /// for FLOPs and parameter targets.
-    public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, estimator: CostEstimator) throws -> Allocation {
+    /// Chooses classes to remove under `options`, using `scores` (one per class) and, for FLOPs and
+    /// parameter targets, the estimator `makeEstimator` builds.
+    public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, makeEstimator: () -> CostEstimator) throws -> Allocation {
         let groups = analysis.groups.filter(\.isPrunable)
         // Prunable classes of each group, least important first.
         let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
@@ -109,6 +109,7 @@ public struct Allocation {
         case .flops(let keep), .params(let keep):
             guard keep > 0 && keep <= 1 else { throw UnreachableTarget(description: "a keep fraction of \(keep) must be in (0, 1]") }
             let isFlops: Bool = { if case .flops = options.target { return true }; return false }()
+            let estimator = makeEstimator()
             func cost(_ s: Set<Int>) -> Double {
                 let e = estimator.estimate(removing: s)
                 return isFlops ? e.flops / estimator.base.flops : e.params / estimator.base.params

@@ -40,8 +40,8 @@ public final class DependencyAnalysis {
 
     /// Analyses `model` (which should have frozen shape inputs; see `Pruner.prepare`). Names in
     /// `ignore` (nodes, tensors or values) pin the channels they touch.
-    public init(model: Model, ignore: Set<String> = []) throws {
-        graph = try DependencyGraph(model: model)
+    public init(model: Model, ignore: Set<String> = [], shapes: ShapeTable? = nil) throws {
+        graph = try DependencyGraph(model: model, shapes: shapes)
         if !ignore.isEmpty {
             for s in graph.spaces where ignore.contains(s.node) || ignore.contains(s.name) {
                 graph.pin(Array(s.firstAtom..<(s.firstAtom + s.size)), "ignored: '\(ignore.contains(s.node) ? s.node : s.name)'")
@@ -51,17 +51,18 @@ public final class DependencyAnalysis {
         }
         // Classes: union-find roots, numbered in atom order.
         let n = graph.atomSpace.count
-        var classOfRoot: [Int: Int] = [:]
+        var classOfRoot = [Int](repeating: -1, count: n)
         var atomClass = [Int](repeating: 0, count: n)
+        var classCount = 0
         for a in 0..<n {
             let r = graph.find(a)
-            if let c = classOfRoot[r] { atomClass[a] = c } else {
-                atomClass[a] = classOfRoot.count
-                classOfRoot[r] = classOfRoot.count
+            if classOfRoot[r] < 0 {
+                classOfRoot[r] = classCount
+                classCount += 1
             }
+            atomClass[a] = classOfRoot[r]
         }
         self.atomClass = atomClass
-        let classCount = classOfRoot.count
         var classPin = [String?](repeating: nil, count: classCount)
         for (a, reason) in graph.pins where classPin[atomClass[a]] == nil { classPin[atomClass[a]] = reason }
         // Groups: spaces joined by sharing a class.
@@ -79,17 +80,16 @@ public final class DependencyAnalysis {
                 if x != y { spaceParent[max(x, y)] = min(x, y) }
             }
         }
-        var groupOfRoot: [Int: Int] = [:]
+        var groupOfRoot = [Int](repeating: -1, count: graph.spaces.count)
         var classGroup = [Int](repeating: 0, count: classCount)
         var groupClasses: [[Int]] = []
         for c in 0..<classCount {
             let r = findSpace(classSpace[c])
-            let g: Int
-            if let existing = groupOfRoot[r] { g = existing } else {
-                g = groupClasses.count
-                groupOfRoot[r] = g
+            if groupOfRoot[r] < 0 {
+                groupOfRoot[r] = groupClasses.count
                 groupClasses.append([])
             }
+            let g = groupOfRoot[r]
             classGroup[c] = g
             groupClasses[g].append(c)
         }
@@ -98,11 +98,12 @@ public final class DependencyAnalysis {
             DependencyGroup(id: g, classes: cs, prunableClasses: cs.filter { classPin[$0] == nil }, members: [], producers: [],
                             pinReasons: Array(Set(cs.compactMap { classPin[$0] })).sorted())
         }
+        var seen = Set<String>()
         for m in graph.members {
             guard let first = m.atoms.first else { continue }
             let g = classGroup[atomClass[first]]
             let label = "\(m.tensor):\(m.axis)"
-            if !groups[g].members.contains(label) { groups[g].members.append(label) }
+            if seen.insert(label).inserted { groups[g].members.append(label) }
         }
         for s in graph.spaces where s.size > 0 {
             let g = classGroup[atomClass[s.firstAtom]]

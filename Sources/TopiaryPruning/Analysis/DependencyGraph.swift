@@ -31,13 +31,14 @@ final class DependencyGraph {
     private(set) var pins: [Int: String] = [:]
     var layouts: [String: ChannelLayout] = [:]
     private(set) var members: [Member] = []
+    private var memberIndex: [String: [Int]] = [:]
     private(set) var updates: [ParameterUpdate] = []
     /// Nodes that stopped the analysis, with the reason (for reports).
     private(set) var barriers: [(node: String, op: String, reason: String)] = []
 
-    init(model: Model) throws {
+    init(model: Model, shapes: ShapeTable? = nil) throws {
         self.model = model
-        self.shapes = try ShapeInference.run(model)
+        self.shapes = try shapes ?? ShapeInference.run(model)
         self.constants = model.graph.constants()
         try build()
     }
@@ -87,7 +88,9 @@ final class DependencyGraph {
             throw Barrier("'\(tensor)' has \(t.dims) where \(atoms.count) channels were expected on axis \(axis)")
         }
         // A tensor used twice on one axis ties the channels of both uses.
-        for m in members where m.tensor == tensor && m.axis == axis { try tie(m.atoms, atoms) }
+        let key = "\(tensor)\u{0}\(axis)"
+        for i in memberIndex[key] ?? [] { try tie(members[i].atoms, atoms) }
+        memberIndex[key, default: []].append(members.count)
         members.append(Member(tensor: tensor, axis: axis, atoms: atoms, role: role, node: node))
     }
 
@@ -118,7 +121,7 @@ final class DependencyGraph {
                 layouts[input.name] = ChannelLayout(axis: 1, atoms: newSpace(name: input.name, node: input.name, opType: "input", size: d[1], pinned: "graph input '\(input.name)'"))
             }
         }
-        for i in try graph.topologicalOrder() {
+        for i in shapes.order.count == graph.nodes.count ? shapes.order : try graph.topologicalOrder() {
             let node = graph.nodes[i]
             if node.opType == "Constant" || constants[node.outputs.first ?? ""] != nil { continue }
             do {

@@ -108,6 +108,43 @@ func slices(of tensor: Tensor, axis: Int) -> [[Double]] {
     return out
 }
 
+/// Sum of |x| (p = 1) or of x² (p = 2) of each slice of a tensor along `axis`, in one pass.
+func slicePowerSums(of tensor: Tensor, axis: Int, p: Int) -> [Double] {
+    let dims = tensor.dims
+    let n = dims[axis]
+    let inner = dims[(axis + 1)...].reduce(1, *)
+    let outer = dims[..<axis].reduce(1, *)
+    var out = [Double](repeating: 0, count: n)
+    let sum: (UnsafePointer<Float>) -> Void = { x in
+        for o in 0..<outer {
+            for k in 0..<n {
+                let row = x + (o * n + k) * inner
+                // Eight independent partial sums so the loop vectorises.
+                var lanes = SIMD8<Float>()
+                var i = 0
+                while i + 8 <= inner {
+                    var v = SIMD8<Float>()
+                    for j in 0..<8 { v[j] = row[i + j] }
+                    lanes += p == 1 ? v.replacing(with: -v, where: v .< 0) : v * v
+                    i += 8
+                }
+                var acc = lanes.sum()
+                while i < inner {
+                    acc += p == 1 ? abs(row[i]) : row[i] * row[i]
+                    i += 1
+                }
+                out[k] += Double(acc)
+            }
+        }
+    }
+    if tensor.dataType == .float {
+        sum(UnsafePointer(tensor.buffer.base.assumingMemoryBound(to: Float.self)))
+    } else if let values = tensor.floatValues() {
+        values.withUnsafeBufferPointer { sum($0.baseAddress!) }
+    }
+    return out
+}
+
 /// L1 or L2 norm of each producing filter (`l1`, `l2`).
 public struct MagnitudeImportance: Importance {
     public let norm: Int
@@ -123,8 +160,8 @@ public struct MagnitudeImportance: Importance {
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
         for m in analysis.members where m.role == .producer {
             guard let t = analysis.graph.constants[m.tensor] else { continue }
-            let s = slices(of: t, axis: m.axis).map { v in norm == 1 ? v.reduce(0) { $0 + abs($1) } : v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
-            acc.add(s, classes: analysis.classIDs(m.atoms))
+            let sums = slicePowerSums(of: t, axis: m.axis, p: norm)
+            acc.add(norm == 1 ? sums : sums.map { $0.squareRoot() }, classes: analysis.classIDs(m.atoms))
         }
         return acc.result
     }

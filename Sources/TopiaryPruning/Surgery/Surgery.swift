@@ -1,27 +1,36 @@
+import Foundation
 import TopiaryIR
 
 /// Removes channel classes from a model for real: slices every member tensor, rewrites the
 /// attributes and shape constants that count channels, drops stale value_info, and checks the
 /// result (validation and shape inference) before handing it back.
 enum Surgery {
-    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>) throws {
+    /// Returns the shapes of the pruned model.
+    @discardableResult
+    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>) throws -> ShapeTable {
         let model = analysis.model
         let graph = model.graph
-        func isKept(_ atom: Int) -> Bool { !removed.contains(analysis.atomClass[atom]) }
+        var removedMask = [Bool](repeating: false, count: analysis.classes.count)
+        for c in removed { removedMask[c] = true }
+        func isKept(_ atom: Int) -> Bool { !removedMask[analysis.atomClass[atom]] }
         func keptPositions(_ atoms: [Int]) -> [Int] { atoms.indices.filter { isKept(atoms[$0]) } }
         func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
 
         // 1. Slice member tensors along their axes.
         var cuts: [String: [Int: [Int]]] = [:]
         for m in analysis.members { cuts[m.tensor, default: [:]][m.axis] = keptPositions(m.atoms) }
-        var replacements: [String: Tensor] = [:]
-        for (name, axes) in cuts {
-            var t = try analysis.graph.constant(name)
-            for (axis, keep) in axes.sorted(by: { $0.key < $1.key }) where keep.count != t.dims[axis] {
-                t = try slice(t, axis: axis, keep: keep)
-            }
-            replacements[name] = t
+        // Tensors are sliced in parallel: the copies are independent and memory-bound.
+        let jobs = try cuts.map { name, axes -> (Tensor, [Int: [Int]]) in
+            let t = try analysis.graph.constant(name)
+            return (t, axes.filter { $0.value.count != t.dims[$0.key] })
+        }.sorted { $0.0.buffer.count > $1.0.buffer.count }
+        let results = SliceResults(count: jobs.count)
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            let (t, changed) = jobs[i]
+            results.set(i, Result { changed.isEmpty ? t : try slice(t, keep: changed) })
         }
+        var replacements: [String: Tensor] = [:]
+        for i in jobs.indices { replacements[jobs[i].0.name] = try results.get(i) }
         for i in graph.initializers.indices {
             if let t = replacements[graph.initializers[i].name] { graph.initializers[i] = t }
         }
@@ -101,6 +110,7 @@ enum Surgery {
                 throw Barrier("output '\(output.name)' changed shape from \(declared) to \(inferred)")
             }
         }
+        return table
     }
 
     /// Kept size along each axis of a (possibly two-axis, rectangular) layout.
@@ -114,23 +124,61 @@ enum Surgery {
 
     /// The tensor with only positions `keep` along `axis`.
     static func slice(_ t: Tensor, axis: Int, keep: [Int]) throws -> Tensor {
+        try slice(t, keep: [axis: keep])
+    }
+
+    /// The tensor with only the given positions along each cut axis, in one pass: an odometer over
+    /// the axes up to the last cut one, copying the contiguous run of the axes after it.
+    static func slice(_ t: Tensor, keep cuts: [Int: [Int]]) throws -> Tensor {
         guard t.dataType != .string, t.dataType.bitWidth >= 8 else { throw Barrier("cannot slice a \(t.dataType) tensor") }
+        guard let last = cuts.keys.max() else { return t }
         let width = t.dataType.bitWidth / 8
-        let n = t.dims[axis]
-        let inner = t.dims[(axis + 1)...].reduce(1, *) * width
-        let outer = t.dims[..<axis].reduce(1, *)
-        let out = TensorBuffer(zeroedCount: outer * keep.count * inner)
-        let src = t.buffer.base, dst = out.base
-        var d = 0
-        for o in 0..<outer {
-            for p in keep {
-                (dst + d).copyMemory(from: src + (o * n + p) * inner, byteCount: inner)
-                d += inner
+        let dims = t.dims
+        let run = dims[(last + 1)...].reduce(1, *) * width
+        // Source positions along each axis up to `last`, and the byte stride of each.
+        let picks: [[Int]] = (0...last).map { cuts[$0] ?? Array(0..<dims[$0]) }
+        var strides = [Int](repeating: run, count: last + 1)
+        for a in stride(from: last - 1, through: 0, by: -1) { strides[a] = strides[a + 1] * dims[a + 1] }
+        var newDims = dims
+        for (a, p) in picks.enumerated() { newDims[a] = p.count }
+        let count = picks.reduce(1) { $0 * $1.count }
+        let out = TensorBuffer(uninitializedCount: count * run)
+        if count > 0 && run > 0 {
+            let src = t.buffer.base, dst = out.base
+            let inner = picks[last].map { $0 * strides[last] }
+            var index = [Int](repeating: 0, count: last)
+            var d = 0
+            let words = run / 4
+            while true {
+                var base = 0
+                for a in 0..<last { base += picks[a][index[a]] * strides[a] }
+                if run == 4 {
+                    let o = (dst + d).assumingMemoryBound(to: UInt32.self)
+                    for (k, off) in inner.enumerated() { o[k] = (src + base + off).assumingMemoryBound(to: UInt32.self).pointee }
+                    d += 4 * inner.count
+                } else if run % 4 == 0 && run <= 256 {
+                    for off in inner {
+                        let s = (src + base + off).assumingMemoryBound(to: UInt32.self), o = (dst + d).assumingMemoryBound(to: UInt32.self)
+                        for i in 0..<words { o[i] = s[i] }
+                        d += run
+                    }
+                } else {
+                    for off in inner {
+                        (dst + d).copyMemory(from: src + base + off, byteCount: run)
+                        d += run
+                    }
+                }
+                var a = last - 1
+                while a >= 0 {
+                    index[a] += 1
+                    if index[a] < picks[a].count { break }
+                    index[a] = 0
+                    a -= 1
+                }
+                if a < 0 { break }
             }
         }
-        var dims = t.dims
-        dims[axis] = keep.count
-        var r = Tensor(name: t.name, dataType: t.dataType, dims: dims, buffer: out)
+        var r = Tensor(name: t.name, dataType: t.dataType, dims: newDims, buffer: out)
         r.docString = t.docString
         r.encoding = t.encoding
         return r
@@ -142,6 +190,25 @@ enum Surgery {
         var i = 1
         while taken.contains("\(base)_\(i)") { i += 1 }
         return "\(base)_\(i)"
+    }
+}
+
+/// Results of parallel slicing, each slot written by exactly one iteration.
+final class SliceResults: @unchecked Sendable {
+    private var slots: [Result<Tensor, Error>?]
+    private let lock = NSLock()
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ i: Int, _ r: Result<Tensor, Error>) {
+        lock.lock()
+        slots[i] = r
+        lock.unlock()
+    }
+
+    func get(_ i: Int) throws -> Tensor {
+        guard let r = slots[i] else { throw Barrier("a slice was not computed") }
+        return try r.get()
     }
 }
 
