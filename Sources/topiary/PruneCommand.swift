@@ -20,6 +20,7 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
     @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
+    @Option(help: "How a channel's normalised scores over tied tensors combine: sum, mean or max.") var combine = "sum"
     @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
     @Option(name: .customLong("write-masked"), help: "Also write the same-shaped model with removed channels zeroed.") var writeMasked: String?
     @Option(help: "Write a JSON report (costs before/after, group widths) to FILE.") var report: String?
@@ -29,6 +30,7 @@ struct PruneCommand: ParsableCommand {
         guard targets.count == 1 else { throw ValidationError("give exactly one of --ratio, --flops and --params") }
         guard Criteria.names.contains(criterion) else { throw ValidationError("unknown criterion '\(criterion)'; known: \(Criteria.names.joined(separator: ", "))") }
         guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform or global") }
+        guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
     }
 
     func run() throws {
@@ -36,7 +38,7 @@ struct PruneCommand: ParsableCommand {
             let model = try ModelFile.load(input)
             let target: PruningTarget = ratio.map { .ratio($0) } ?? flops.map { .flops($0) } ?? .params(params ?? 1)
             let options = PruningOptions(
-                criterion: Criteria.named(criterion, seed: seed)!,
+                criterion: Criteria.named(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)!,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
             let result: PruningResult

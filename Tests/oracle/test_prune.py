@@ -49,6 +49,11 @@ def test_every_criterion_and_global_allocation(criterion, outdir):
             assert g["after"] % 4 == 0
 
 
+@pytest.mark.parametrize("combine", ["mean", "max"])
+def test_score_combinations(combine, outdir):
+    prune_and_check(fixture_path("small_resnet"), outdir, "--ratio", "0.5", "--combine", combine)
+
+
 def test_round_to_and_min_channels(outdir):
     r = prune_and_check(fixture_path("small_resnet"), outdir, "--ratio", "0.7", "--round-to", "8", "--min-channels", "8")
     changed = [g for g in r["groups"] if g["after"] != g["before"]]

@@ -106,6 +106,35 @@ def test_depthwise_conv_ties_input_and_output(outdir):
     assert next(a.i for a in dw.attribute if a.name == "group") == 4
 
 
+def test_grouped_conv_keeps_groups_equal(outdir):
+    g = G()
+    a = g.conv("x", 3, 8)
+    grouped = g.conv(g.op("Relu", [a]), 8, 8, group=2)
+    path = g.save(outdir / "grouped.onnx", head(g, grouped, 8))
+    grp = group_of(groups(path), a)
+    assert grp["width"] == 4  # position j of both groups goes together
+    prune_and_check(path, outdir, "--ratio", "0.5")
+    pruned = onnx.load(str(outdir / "pruned.onnx"))
+    w = {t.name: list(t.dims) for t in pruned.graph.initializer}
+    node = next(n for n in pruned.graph.node if n.name == grouped)
+    assert next(x.i for x in node.attribute if x.name == "group") == 2
+    assert w[node.input[1]] == [4, 2, 3, 3]
+
+
+def test_conv_transpose_produces_and_consumes(outdir):
+    g = G()
+    a = g.conv("x", 3, 6)
+    wt = g.weight([6, 4, 2, 2])
+    up = g.name("convT")
+    g.nodes.append(helper.make_node("ConvTranspose", [a, wt, g.weight([4])], [up], name=up, strides=[2, 2]))
+    path = g.save(outdir / "convT.onnx", head(g, up, 4))
+    listing = groups(path)
+    assert group_of(listing, up)["width"] == 4 and group_of(listing, a)["width"] == 6
+    prune_and_check(path, outdir, "--ratio", "0.5")
+    w = {t.name: list(t.dims) for t in onnx.load(str(outdir / "pruned.onnx")).graph.initializer}
+    assert w[wt] == [3, 2, 2, 2]
+
+
 def test_concat_feeding_a_conv(outdir):
     g = G()
     a = g.conv("x", 3, 4)

@@ -132,8 +132,17 @@ enum PruningRules {
             if let b = ctx.node.input(2) { try ctx.graph.addMember(b, axis: 0, atoms: l.atoms, role: .producerBias, node: ctx.label) }
             ctx.graph.addUpdate(.depthwiseGroup(node: ctx.index, layout: l))
             ctx.setOutput(0, l)
+        } else if group > 1, cin == cout, cin % group == 0, w.dims[1] == cin / group {
+            // Grouped, as wide out as in (ResNeXt): output channel k goes with input channel k,
+            // and position j of every group goes together so the groups stay equally wide.
+            let k = cin / group
+            for j in 0..<k { for r in 1..<group { ctx.graph.union(l.atoms[j], l.atoms[r * k + j]) } }
+            try ctx.graph.addMember(wName, axis: 0, atoms: l.atoms, role: .producer, node: ctx.label)
+            try ctx.graph.addMember(wName, axis: 1, atoms: Array(l.atoms[0..<k]), role: .consumer, node: ctx.label)
+            if let b = ctx.node.input(2) { try ctx.graph.addMember(b, axis: 0, atoms: l.atoms, role: .producerBias, node: ctx.label) }
+            ctx.setOutput(0, l)
         } else {
-            throw Barrier("grouped convolution (group \(group), \(cin) in, \(cout) out) is not depthwise")
+            throw Barrier("grouped convolution (group \(group), \(cin) in, \(cout) out) is neither depthwise nor as wide out as in")
         }
     }
 
