@@ -31,9 +31,7 @@ public struct GroupListing: Codable {
     }
 
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+        try StableJSON.encode(self) + "\n"
     }
 
     public func text() -> String {

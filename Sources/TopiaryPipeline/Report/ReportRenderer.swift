@@ -4,9 +4,7 @@ import TopiaryIR
 /// Renders a `ModelReport` as an aligned terminal table, Markdown or JSON.
 public enum ReportRenderer {
     public static func json(_ report: ModelReport) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(report), as: UTF8.self)
+        try StableJSON.encode(report)
     }
 
     public static func text(_ report: ModelReport, perLayer: Bool) -> String {
