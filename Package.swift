@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "topiary", targets: ["topiary"]),
         .library(name: "TopiaryIR", targets: ["TopiaryIR"]),
         .library(name: "TopiaryPruning", targets: ["TopiaryPruning"]),
+        .library(name: "TopiaryEngine", targets: ["TopiaryEngine"]),
         .library(name: "TopiaryPipeline", targets: ["TopiaryPipeline"]),
     ],
     dependencies: [
@@ -21,6 +22,8 @@ let package = Package(
             path: "Sources/CONNX",
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
             name: "TopiaryIR",
             dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")]
@@ -30,17 +33,21 @@ let package = Package(
             dependencies: ["TopiaryIR"]
         ),
         .target(
+            name: "TopiaryEngine",
+            dependencies: ["TopiaryIR", "CBLAS", "CZlib"]
+        ),
+        .target(
             name: "TopiaryPipeline",
-            dependencies: ["TopiaryIR", "TopiaryPruning"]
+            dependencies: ["TopiaryIR", "TopiaryPruning", "TopiaryEngine"]
         ),
         .executableTarget(
             name: "topiary",
-            dependencies: ["TopiaryIR", "TopiaryPruning", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["TopiaryIR", "TopiaryPruning", "TopiaryEngine", "TopiaryPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Timing harness for bench/ (not a test).
         .executableTarget(
             name: "topiary-bench",
-            dependencies: ["TopiaryIR", "TopiaryPruning"]
+            dependencies: ["TopiaryIR", "TopiaryPruning", "TopiaryEngine"]
         ),
         .target(
             name: "TopiaryTestSupport",
@@ -54,6 +61,10 @@ let package = Package(
         .testTarget(
             name: "TopiaryPruningTests",
             dependencies: ["TopiaryPruning", "TopiaryTestSupport"]
+        ),
+        .testTarget(
+            name: "TopiaryEngineTests",
+            dependencies: ["TopiaryEngine", "TopiaryTestSupport"]
         ),
     ]
 )

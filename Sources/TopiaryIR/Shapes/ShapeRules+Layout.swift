@@ -190,7 +190,13 @@ extension ShapeRules {
         }
         let inferred = out.indices.filter { out[$0] == .value(-1) }
         guard inferred.count <= 1 else { throw ShapeFailure("more than one -1 in the target shape") }
-        guard let slot = inferred.first else { return out }
+        guard let slot = inferred.first else {
+            let a = x.compactMap(\.value), b = out.compactMap(\.value)
+            if a.count == x.count, b.count == out.count, a.reduce(1, *) != b.reduce(1, *) {
+                throw ShapeFailure("cannot reshape \(x) (\(a.reduce(1, *)) elements) to \(out)")
+            }
+            return out
+        }
         // Cancel what input and output have in common: numbers multiply, symbols must match.
         var inKnown = 1, outKnown = 1
         var inSymbols: [Dim] = [], outSymbols: [Dim] = []

@@ -1,0 +1,187 @@
+import Foundation
+import TopiaryIR
+
+/// 2-D convolution (NCHW) with stride, pads, dilation and groups: im2col over the whole batch and
+/// one OpenBLAS GEMM per group; depthwise convolutions run as direct loops.
+final class ConvKernel: Kernel {
+    let x: Int, w: Int, b: Int, y: Int
+    let n: Int, c: Int, h: Int, wd: Int, m: Int, ho: Int, wo: Int
+    let kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int, group: Int
+    let depthwise: Bool
+    /// im2col matrix of every group: [group][K × (n·ho·wo)].
+    var cols: [UnsafeMutablePointer<Float>] = []
+    /// Output (or its gradient) of one group as [m/group × (n·ho·wo)].
+    var tmp: UnsafeMutablePointer<Float>?
+    let k: Int, p: Int
+
+    init(_ ctx: KernelContext) throws {
+        let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
+        guard xs.count == 4, ws.count == 4 else { throw EngineError.unsupported("Conv '\(ctx.node.label)': only 2-D convolution (NCHW)") }
+        (x, w, b, y) = (ctx.inputs[0], ctx.inputs[1], ctx.has(2) ? ctx.inputs[2] : -1, ctx.outputs[0])
+        (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3])
+        (m, ho, wo) = (ws[0], ys[2], ys[3])
+        (kh, kw) = (ws[2], ws[3])
+        let strides = ctx.node.ints("strides") ?? [1, 1], dil = ctx.node.ints("dilations") ?? [1, 1]
+        var pads = ctx.node.ints("pads") ?? [0, 0, 0, 0]
+        let autoPad = ctx.node.string("auto_pad", default: "NOTSET")
+        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for (a, (inp, out, kk, s, d)) in [(h, ys[2], kh, strides[0], dil[0]), (wd, ys[3], kw, strides[1], dil[1])].enumerated() {
+                let total = max(0, (out - 1) * s + (kk - 1) * d + 1 - inp)
+                pads[a] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+            }
+        }
+        (sh, sw, ph, pw, dh, dw) = (strides[0], strides[1], pads[0], pads[1], dil[0], dil[1])
+        group = ctx.node.int("group", default: 1)
+        depthwise = group == c && group == m && ws[1] == 1
+        k = (c / group) * kh * kw
+        p = ho * wo
+        if !depthwise {
+            for _ in 0..<group { cols.append(ctx.store.allocate(k * n * p)) }
+            tmp = ctx.store.allocate((m / group) * n * p)
+        }
+    }
+
+    private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        let cg = c / group, np = n * p
+        for ci in 0..<cg {
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let row = col + ((ci * kh + i) * kw + j) * np
+                    for s in 0..<n {
+                        let plane = src + (s * c + g * cg + ci) * h * wd
+                        let out = row + s * p
+                        for oy in 0..<ho {
+                            let iy = oy * sh - ph + i * dh
+                            if iy < 0 || iy >= h {
+                                for ox in 0..<wo { out[oy * wo + ox] = 0 }
+                                continue
+                            }
+                            let line = plane + iy * wd
+                            for ox in 0..<wo {
+                                let ix = ox * sw - pw + j * dw
+                                out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func col2im(_ col: UnsafePointer<Float>, group g: Int, into dst: UnsafeMutablePointer<Float>) {
+        let cg = c / group, np = n * p
+        for ci in 0..<cg {
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let row = col + ((ci * kh + i) * kw + j) * np
+                    for s in 0..<n {
+                        let plane = dst + (s * c + g * cg + ci) * h * wd
+                        let src = row + s * p
+                        for oy in 0..<ho {
+                            let iy = oy * sh - ph + i * dh
+                            if iy < 0 || iy >= h { continue }
+                            let line = plane + iy * wd
+                            for ox in 0..<wo {
+                                let ix = ox * sw - pw + j * dw
+                                if ix >= 0 && ix < wd { line[ix] += src[oy * wo + ox] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func forward(_ s: Store, training: Bool) {
+        let px = s.values[x], pw_ = s.values[w], py = s.values[y]
+        let bias = b >= 0 ? s.values[b] : nil
+        if depthwise {
+            for sI in 0..<n {
+                for ch in 0..<c {
+                    let plane = px + (sI * c + ch) * h * wd, out = py + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
+                    let bv = bias?[ch] ?? 0
+                    for oy in 0..<ho {
+                        for ox in 0..<wo {
+                            var acc = bv
+                            for i in 0..<kh {
+                                let iy = oy * sh - ph + i * dh
+                                if iy < 0 || iy >= h { continue }
+                                for j in 0..<kw {
+                                    let ix = ox * sw - pw + j * dw
+                                    if ix >= 0 && ix < wd { acc += plane[iy * wd + ix] * kern[i * kw + j] }
+                                }
+                            }
+                            out[oy * wo + ox] = acc
+                        }
+                    }
+                }
+            }
+            return
+        }
+        let mg = m / group, np = n * p
+        guard let tmp else { return }
+        for g in 0..<group {
+            im2col(px, group: g, into: cols[g])
+            gemm(m: mg, n: np, k: k, a: pw_ + g * mg * k, lda: k, b: cols[g], ldb: np, beta: 0, c: tmp, ldc: np)
+            for oc in 0..<mg {
+                let bv = bias?[g * mg + oc] ?? 0
+                for sI in 0..<n {
+                    let dst = py + (sI * m + g * mg + oc) * p, src = tmp + oc * np + sI * p
+                    for q in 0..<p { dst[q] = src[q] + bv }
+                }
+            }
+        }
+    }
+
+    func backward(_ s: Store) {
+        guard let gy = s.grads[y] else { return }
+        let gx = s.grads[x], gw = s.grads[w], gb = b >= 0 ? s.grads[b] : nil
+        if let gb {
+            for sI in 0..<n { for oc in 0..<m { let r = gy + (sI * m + oc) * p; var acc: Float = 0; for q in 0..<p { acc += r[q] }; gb[oc] += acc } }
+        }
+        let px = s.values[x], pw_ = s.values[w]
+        if depthwise {
+            for sI in 0..<n {
+                for ch in 0..<c {
+                    let plane = px + (sI * c + ch) * h * wd, dout = gy + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
+                    let dplane = gx.map { $0 + (sI * c + ch) * h * wd }
+                    let dkern = gw.map { $0 + ch * kh * kw }
+                    for oy in 0..<ho {
+                        for ox in 0..<wo {
+                            let g = dout[oy * wo + ox]
+                            if g == 0 { continue }
+                            for i in 0..<kh {
+                                let iy = oy * sh - ph + i * dh
+                                if iy < 0 || iy >= h { continue }
+                                for j in 0..<kw {
+                                    let ix = ox * sw - pw + j * dw
+                                    if ix < 0 || ix >= wd { continue }
+                                    dkern?[i * kw + j] += g * plane[iy * wd + ix]
+                                    dplane?[iy * wd + ix] += g * kern[i * kw + j]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
+        let mg = m / group, np = n * p
+        guard let tmp else { return }
+        for g in 0..<group {
+            // Gather dY of this group as [mg × n·p].
+            for oc in 0..<mg {
+                for sI in 0..<n {
+                    let src = gy + (sI * m + g * mg + oc) * p, dst = tmp + oc * np + sI * p
+                    for q in 0..<p { dst[q] = src[q] }
+                }
+            }
+            if let gw { gemm(transB: true, m: mg, n: k, k: np, a: tmp, lda: np, b: cols[g], ldb: np, beta: 1, c: gw + g * mg * k, ldc: k) }
+            if let gx {
+                // Reuse the col buffer for dcol: it is recomputed by the next forward.
+                gemm(transA: true, m: k, n: np, k: mg, a: pw_ + g * mg * k, lda: k, b: tmp, ldb: np, beta: 0, c: cols[g], ldc: np)
+                col2im(cols[g], group: g, into: gx)
+            }
+        }
+    }
+}

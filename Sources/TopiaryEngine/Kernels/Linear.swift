@@ -1,0 +1,76 @@
+import Foundation
+
+/// Gemm: Y = alpha · op(A) · op(B) + beta · C, with C broadcast over rows.
+final class GemmKernel: Kernel {
+    let a: Int, b: Int, c: Int, y: Int
+    let m: Int, n: Int, k: Int, transA: Bool, transB: Bool, alpha: Float, beta: Float
+    let cMap: [Int32]?
+
+    init(_ ctx: KernelContext) throws {
+        let aS = ctx.shape(in: 0), bS = ctx.shape(in: 1)
+        guard aS.count == 2, bS.count == 2 else { throw EngineError.unsupported("Gemm '\(ctx.node.label)' on non-matrices") }
+        (a, b, c, y) = (ctx.inputs[0], ctx.inputs[1], ctx.has(2) ? ctx.inputs[2] : -1, ctx.outputs[0])
+        transA = ctx.node.int("transA", default: 0) != 0
+        transB = ctx.node.int("transB", default: 0) != 0
+        alpha = ctx.node.float("alpha", default: 1)
+        beta = ctx.node.float("beta", default: 1)
+        m = transA ? aS[1] : aS[0]
+        k = transA ? aS[0] : aS[1]
+        n = transB ? bS[0] : bS[1]
+        cMap = ctx.has(2) ? try broadcastMap(input: ctx.shape(in: 2), output: [m, n]) : nil
+    }
+
+    func forward(_ s: Store, training: Bool) {
+        let py = s.values[y]
+        if c >= 0 {
+            let pc = s.values[c]
+            for i in 0..<(m * n) { py[i] = beta * pc[cMap.map { Int($0[i]) } ?? i] }
+        }
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: s.values[a], lda: transA ? m : k,
+             b: s.values[b], ldb: transB ? k : n, beta: c >= 0 ? 1 : 0, c: py, ldc: n)
+    }
+
+    func backward(_ s: Store) {
+        guard let gy = s.grads[y] else { return }
+        if let ga = s.grads[a] {
+            // dA = alpha · dY · op(B)^T  (or its transpose when A is transposed)
+            if transA {
+                gemm(transA: !transB, transB: true, m: k, n: m, k: n, alpha: alpha, a: s.values[b], lda: transB ? k : n, b: gy, ldb: n, beta: 1, c: ga, ldc: m)
+            } else {
+                gemm(transA: false, transB: !transB, m: m, n: k, k: n, alpha: alpha, a: gy, lda: n, b: s.values[b], ldb: transB ? k : n, beta: 1, c: ga, ldc: k)
+            }
+        }
+        if let gb = s.grads[b] {
+            if transB {
+                gemm(transA: true, transB: transA, m: n, n: k, k: m, alpha: alpha, a: gy, lda: n, b: s.values[a], ldb: transA ? m : k, beta: 1, c: gb, ldc: k)
+            } else {
+                gemm(transA: !transA, transB: false, m: k, n: n, k: m, alpha: alpha, a: s.values[a], lda: transA ? m : k, b: gy, ldb: n, beta: 1, c: gb, ldc: n)
+            }
+        }
+        if c >= 0, let gc = s.grads[c] {
+            for i in 0..<(m * n) { gc[cMap.map { Int($0[i]) } ?? i] += beta * gy[i] }
+        }
+    }
+}
+
+/// MatMul of an activation [..., M, K] by a matrix [K, N].
+final class MatMulKernel: Kernel {
+    let a: Int, b: Int, y: Int, rows: Int, k: Int, n: Int
+
+    init(_ ctx: KernelContext) throws {
+        let aS = ctx.shape(in: 0), bS = ctx.shape(in: 1)
+        guard bS.count == 2, let kk = aS.last, kk == bS[0] else { throw EngineError.unsupported("MatMul '\(ctx.node.label)': only [..., K] × [K, N]") }
+        (a, b, y) = (ctx.inputs[0], ctx.inputs[1], ctx.outputs[0])
+        (rows, k, n) = (aS.dropLast().reduce(1, *), kk, bS[1])
+    }
+
+    func forward(_ s: Store, training: Bool) {
+        gemm(m: rows, n: n, k: k, a: s.values[a], lda: k, b: s.values[b], ldb: n, beta: 0, c: s.values[y], ldc: n)
+    }
+
+    func backward(_ s: Store) {
+        guard let gy = s.grads[y] else { return }
+        if let ga = s.grads[a] { gemm(transB: true, m: rows, n: k, k: n, a: gy, lda: n, b: s.values[b], ldb: n, beta: 1, c: ga, ldc: k) }
+        if let gb = s.grads[b] { gemm(transA: true, m: k, n: n, k: rows, a: s.values[a], lda: k, b: gy, ldb: n, beta: 1, c: gb, ldc: n) }
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+
+/// MaxPool and AveragePool over NCHW with kernel, strides, pads, ceil_mode, dilations (max only).
+final class PoolKernel: Kernel {
+    let x: Int, y: Int, isMax: Bool, includePad: Bool
+    let nc: Int, h: Int, w: Int, ho: Int, wo: Int, kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
+    var argmax: [Int32]
+
+    init(_ ctx: KernelContext, isMax: Bool) throws {
+        let xs = ctx.shape(in: 0), ys = ctx.shape(out: 0)
+        guard xs.count == 4, let k = ctx.node.ints("kernel_shape"), k.count == 2 else { throw EngineError.unsupported("\(ctx.node.opType) '\(ctx.node.label)': only 2-D pooling") }
+        (x, y, self.isMax) = (ctx.inputs[0], ctx.outputs[0], isMax)
+        includePad = ctx.node.int("count_include_pad", default: 0) != 0
+        (nc, h, w, ho, wo) = (xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3])
+        (kh, kw) = (k[0], k[1])
+        let s = ctx.node.ints("strides") ?? [1, 1], d = ctx.node.ints("dilations") ?? [1, 1]
+        var pads = ctx.node.ints("pads") ?? [0, 0, 0, 0]
+        let autoPad = ctx.node.string("auto_pad", default: "NOTSET")
+        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for (a, (inp, out, kk, st)) in [(xs[2], ys[2], kh, s[0]), (xs[3], ys[3], kw, s[1])].enumerated() {
+                let total = max(0, (out - 1) * st + kk - inp)
+                pads[a] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+            }
+        }
+        (sh, sw, ph, pw, dh, dw) = (s[0], s[1], pads[0], pads[1], d[0], d[1])
+        argmax = isMax ? Array(repeating: 0, count: ys.reduce(1, *)) : []
+    }
+
+    func forward(_ s: Store, training: Bool) {
+        let px = s.values[x], py = s.values[y]
+        for plane in 0..<nc {
+            let src = px + plane * h * w
+            for oy in 0..<ho {
+                for ox in 0..<wo {
+                    let o = (plane * ho + oy) * wo + ox
+                    if isMax {
+                        var best = -Float.greatestFiniteMagnitude, at = -1
+                        for i in 0..<kh {
+                            let iy = oy * sh - ph + i * dh
+                            if iy < 0 || iy >= h { continue }
+                            for j in 0..<kw {
+                                let ix = ox * sw - pw + j * dw
+                                if ix < 0 || ix >= w { continue }
+                                let v = src[iy * w + ix]
+                                if v > best { best = v; at = iy * w + ix }
+                            }
+                        }
+                        py[o] = best
+                        argmax[o] = Int32(at)
+                    } else {
+                        var sum: Float = 0, cnt = 0
+                        for i in 0..<kh {
+                            let iy = oy * sh - ph + i
+                            for j in 0..<kw {
+                                let ix = ox * sw - pw + j
+                                if iy >= 0 && iy < h && ix >= 0 && ix < w { sum += src[iy * w + ix]; cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 }
+                            }
+                        }
+                        py[o] = cnt > 0 ? sum / Float(cnt) : 0
+                    }
+                }
+            }
+        }
+    }
+
+    func backward(_ s: Store) {
+        guard let gx = s.grads[x], let gy = s.grads[y] else { return }
+        for plane in 0..<nc {
+            let dst = gx + plane * h * w
+            for oy in 0..<ho {
+                for ox in 0..<wo {
+                    let o = (plane * ho + oy) * wo + ox
+                    if isMax {
+                        if argmax[o] >= 0 { dst[Int(argmax[o])] += gy[o] }
+                    } else {
+                        var cnt = 0
+                        for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
+                            if iy >= 0 && iy < h && ix >= 0 && ix < w { cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 } } }
+                        guard cnt > 0 else { continue }
+                        let g = gy[o] / Float(cnt)
+                        for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
+                            if iy >= 0 && iy < h && ix >= 0 && ix < w { dst[iy * w + ix] += g } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Mean over trailing axes (GlobalAveragePool, and ReduceMean over the last axes with keepdims).
+final class MeanKernel: Kernel {
+    let x: Int, y: Int, outer: Int, inner: Int
+
+    init(x: Int, y: Int, outer: Int, inner: Int) { (self.x, self.y, self.outer, self.inner) = (x, y, outer, inner) }
+
+    func forward(_ s: Store, training: Bool) {
+        let px = s.values[x], py = s.values[y]
+        for o in 0..<outer { var acc: Float = 0; for i in 0..<inner { acc += px[o * inner + i] }; py[o] = acc / Float(inner) }
+    }
+
+    func backward(_ s: Store) {
+        guard let gx = s.grads[x], let gy = s.grads[y] else { return }
+        for o in 0..<outer { let g = gy[o] / Float(inner); for i in 0..<inner { gx[o * inner + i] += g } }
+    }
+}
+
+/// Softmax along the last axis (after moving nothing: only last-axis softmax is supported).
+final class SoftmaxKernel: Kernel {
+    let x: Int, y: Int, rows: Int, cols: Int
+
+    init(x: Int, y: Int, rows: Int, cols: Int) { (self.x, self.y, self.rows, self.cols) = (x, y, rows, cols) }
+
+    func forward(_ s: Store, training: Bool) {
+        let px = s.values[x], py = s.values[y]
+        for r in 0..<rows {
+            let a = px + r * cols, b = py + r * cols
+            var mx = -Float.greatestFiniteMagnitude
+            for i in 0..<cols { mx = max(mx, a[i]) }
+            var sum: Float = 0
+            for i in 0..<cols { b[i] = exp(a[i] - mx); sum += b[i] }
+            for i in 0..<cols { b[i] /= sum }
+        }
+    }
+
+    func backward(_ s: Store) {
+        guard let gx = s.grads[x], let gy = s.grads[y] else { return }
+        let py = s.values[y]
+        for r in 0..<rows {
+            var dot: Float = 0
+            for i in 0..<cols { dot += gy[r * cols + i] * py[r * cols + i] }
+            for i in 0..<cols { gx[r * cols + i] += py[r * cols + i] * (gy[r * cols + i] - dot) }
+        }
+    }
+}
