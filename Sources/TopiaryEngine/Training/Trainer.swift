@@ -177,6 +177,10 @@ public enum Evaluator {
         guard data.sampleShape == program.inputShape else {
             throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
         }
+        let classes = program.outputShape.last ?? 1
+        if let bad = data.labels.first(where: { $0 < 0 || Int($0) >= classes }) {
+            throw EngineError.data("label \(bad) is out of range for a model with \(classes) outputs")
+        }
         return try evaluate(program, data)
     }
 
