@@ -24,6 +24,8 @@ public final class Program {
     public init(model original: Model, batch: Int, trainable: Bool = true) throws {
         self.batch = batch
         let model = try Program.rebatched(original, batch: batch)
+        // An inference-only program runs BatchNormalization folded into the convolutions.
+        if !trainable { try FoldBatchNorm.run(model) }
         let graph = model.graph
         let shapes = try ShapeInference.run(model)
         let constants = graph.constants()
@@ -133,6 +135,18 @@ public final class Program {
         store.values[inputID].update(from: input.baseAddress!, count: min(input.count, store.count(inputID)))
         for k in kernels { k.forward(store, training: training) }
         return UnsafeBufferPointer(start: store.values[outputIDs[0]], count: store.count(outputIDs[0]))
+    }
+
+    /// Seconds each kernel takes in one forward pass on `input`, by kernel type (for profiling).
+    public func profileForward(_ input: UnsafeBufferPointer<Float>, training: Bool = false) -> [(String, Double)] {
+        store.values[inputID].update(from: input.baseAddress!, count: min(input.count, store.count(inputID)))
+        var times: [String: Double] = [:]
+        for k in kernels {
+            let t = DispatchTime.now().uptimeNanoseconds
+            k.forward(store, training: training)
+            times[String(describing: type(of: k)), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+        }
+        return times.sorted { $0.value > $1.value }
     }
 
     /// Backpropagates `outputGradient` (same size as the first output) into every gradient buffer.

@@ -1,9 +1,12 @@
 // Timing harness for bench/ (not a test). Prints one JSON line of seconds.
 //   topiary-bench io MODEL OUT REPEATS        load and save
 //   topiary-bench prune MODEL RATIO REPEATS   analyse and prune (L2, uniform), model loaded untimed
+//   topiary-bench train MODEL BATCH STEPS     forward + backward + SGD step on random data
+//   topiary-bench infer MODEL BATCH STEPS     inference
 import Foundation
 import TopiaryIR
 import TopiaryPruning
+import TopiaryEngine
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
@@ -61,6 +64,33 @@ case "phases":
         let e = try seconds { _ = try DependencyAnalysis(model: model) }
         try emit(["shapes": a, "topo": b, "constants": c, "cost": d, "analysis": e])
     }
+case "train", "infer":
+    guard let batch = Int(args[3]) else { exit(2) }
+    setComputeThreads(2)
+    let model = try ModelFile.load(args[2])
+    let training = args[1] == "train"
+    var options = TrainingOptions()
+    options.batch = batch
+    let trainer = training ? try Trainer(model: model, options: options) : nil
+    let program = training ? nil : try Program(model: model, batch: batch, trainable: false)
+    let inputShape = trainer?.inputShape ?? program!.inputShape
+    let classes = (trainer?.outputShape ?? program!.outputShape).last ?? 1
+    var rng = SplitMix(seed: 1)
+    let x = (0..<(batch * inputShape.reduce(1, *))).map { _ in Float(rng.nextUnit() * 2 - 1) }
+    let labels = (0..<batch).map { _ in Int32(rng.below(classes)) }
+    let data = Dataset(images: x, labels: labels, sampleShape: inputShape, classes: classes)
+    var times: [Double] = []
+    for _ in 0..<(repeats + 2) {
+        if let trainer {
+            times.append(try seconds { _ = try trainer.fitSteps(data) })
+        } else if let program {
+            times.append(seconds { _ = x.withUnsafeBufferPointer { program.forward($0) } })
+        }
+    }
+    if let program {
+        for (k, t) in x.withUnsafeBufferPointer({ program.profileForward($0) }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.3f", t * 1e3)) ms\n".utf8)) }
+    }
+    try emit(["seconds": Array(times.dropFirst(2)), "batch": batch])
 default:
     exit(2)
 }

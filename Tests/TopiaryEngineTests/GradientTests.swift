@@ -32,6 +32,15 @@ import TopiaryTestSupport
             single(B.node("Conv", ["x", "w", "b"], ["y"], ints: ["pads": [1, 2, 1, 0], "strides": [2, 1], "dilations": [1, 2]]), input: [2, 3, 6, 5],
                    inits: [w("w", [4, 3, 3, 2], seed: 1), w("b", [4], seed: 2)])
         },
+        Case(name: "Conv one sample") {
+            single(B.node("Conv", ["x", "w", "b"], ["y"], ints: ["pads": [1, 1, 1, 1]]), input: [1, 2, 4, 4], inits: [w("w", [3, 2, 3, 3], seed: 21), w("b", [3], seed: 22)])
+        },
+        Case(name: "Conv large image per sample") {
+            single(B.node("Conv", ["x", "w"], ["y"], ints: ["pads": [1, 1, 1, 1]]), input: [2, 2, 16, 17], inits: [w("w", [3, 2, 3, 3], seed: 23)])
+        },
+        Case(name: "Conv pointwise large image") {
+            single(B.node("Conv", ["x", "w", "b"], ["y"]), input: [2, 3, 16, 16], inits: [w("w", [4, 3, 1, 1], seed: 24), w("b", [4], seed: 25)])
+        },
         Case(name: "Conv depthwise") {
             single(B.node("Conv", ["x", "w"], ["y"], ints: ["pads": [1, 1, 1, 1]], int: ["group": 3]), input: [2, 3, 5, 5], inits: [w("w", [3, 1, 3, 3], seed: 3)])
         },

@@ -13,6 +13,10 @@ final class ConvKernel: Kernel {
     /// Output (or its gradient) of one group as [m/group × (n·ho·wo)].
     var tmp: UnsafeMutablePointer<Float>?
     let k: Int, p: Int
+    /// Large images: one GEMM per sample straight into the output (no scatter), im2col skipped
+    /// for 1×1 stride-1 unpadded convolutions. Small images: one GEMM per group over the batch.
+    let perSample: Bool
+    let pointwise: Bool
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
@@ -35,10 +39,65 @@ final class ConvKernel: Kernel {
         depthwise = group == c && group == m && ws[1] == 1
         k = (c / group) * kh * kw
         p = ho * wo
+        perSample = !depthwise && (p >= 256 || n == 1)
+        pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         if !depthwise {
             for _ in 0..<group { cols.append(ctx.store.allocate(k * n * p)) }
-            tmp = ctx.store.allocate((m / group) * n * p)
+            if !perSample { tmp = ctx.store.allocate((m / group) * n * p) }
         }
+    }
+
+    /// im2col of one sample and group as [K × P].
+    private func im2colSample(_ src: UnsafePointer<Float>, sample sI: Int, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        let cg = c / group
+        for ci in 0..<cg {
+            let plane = src + (sI * c + g * cg + ci) * h * wd
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let out = col + ((ci * kh + i) * kw + j) * p
+                    for oy in 0..<ho {
+                        let iy = oy * sh - ph + i * dh
+                        if iy < 0 || iy >= h {
+                            for ox in 0..<wo { out[oy * wo + ox] = 0 }
+                            continue
+                        }
+                        let line = plane + iy * wd
+                        if sw == 1 && dw == 1 {
+                            let x0 = -pw + j
+                            for ox in 0..<wo { let ix = ox + x0; out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0 }
+                        } else {
+                            for ox in 0..<wo { let ix = ox * sw - pw + j * dw; out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func col2imSample(_ col: UnsafePointer<Float>, sample sI: Int, group g: Int, into dst: UnsafeMutablePointer<Float>) {
+        let cg = c / group
+        for ci in 0..<cg {
+            let plane = dst + (sI * c + g * cg + ci) * h * wd
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let src = col + ((ci * kh + i) * kw + j) * p
+                    for oy in 0..<ho {
+                        let iy = oy * sh - ph + i * dh
+                        if iy < 0 || iy >= h { continue }
+                        let line = plane + iy * wd
+                        for ox in 0..<wo { let ix = ox * sw - pw + j * dw; if ix >= 0 && ix < wd { line[ix] += src[oy * wo + ox] } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The [K × P] matrix of sample `sI`, group `g`: the input itself for pointwise convolutions.
+    private func sampleMatrix(_ px: UnsafeMutablePointer<Float>, _ sI: Int, _ g: Int, fill: Bool) -> UnsafeMutablePointer<Float> {
+        if pointwise { return px + (sI * c + g * (c / group)) * p }
+        let col = cols[g] + sI * k * p
+        if fill { im2colSample(px, sample: sI, group: g, into: col) }
+        return col
     }
 
     private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
@@ -119,6 +178,19 @@ final class ConvKernel: Kernel {
             return
         }
         let mg = m / group, np = n * p
+        if perSample {
+            for sI in 0..<n {
+                for g in 0..<group {
+                    let col = sampleMatrix(px, sI, g, fill: true)
+                    let out = py + (sI * m + g * mg) * p
+                    if let bias {
+                        for oc in 0..<mg { let v = bias[g * mg + oc]; let r = out + oc * p; for q in 0..<p { r[q] = v } }
+                    }
+                    gemm(m: mg, n: p, k: k, a: pw_ + g * mg * k, lda: k, b: col, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p)
+                }
+            }
+            return
+        }
         guard let tmp else { return }
         for g in 0..<group {
             im2col(px, group: g, into: cols[g])
@@ -167,6 +239,25 @@ final class ConvKernel: Kernel {
             return
         }
         let mg = m / group, np = n * p
+        if perSample {
+            for sI in 0..<n {
+                for g in 0..<group {
+                    let col = sampleMatrix(s.values[x], sI, g, fill: false)
+                    let dout = gy + (sI * m + g * mg) * p
+                    if let gw { gemm(transB: true, m: mg, n: k, k: p, a: dout, lda: p, b: col, ldb: p, beta: 1, c: gw + g * mg * k, ldc: k) }
+                    if let gx {
+                        if pointwise {
+                            gemm(transA: true, m: k, n: p, k: mg, a: pw_ + g * mg * k, lda: k, b: dout, ldb: p, beta: 1, c: gx + (sI * c + g * (c / group)) * p, ldc: p)
+                        } else {
+                            let dcol = cols[g] + sI * k * p  // the forward's columns are no longer needed for this sample
+                            gemm(transA: true, m: k, n: p, k: mg, a: pw_ + g * mg * k, lda: k, b: dout, ldb: p, beta: 0, c: dcol, ldc: p)
+                            col2imSample(dcol, sample: sI, group: g, into: gx)
+                        }
+                    }
+                }
+            }
+            return
+        }
         guard let tmp else { return }
         for g in 0..<group {
             // Gather dY of this group as [mg × n·p].

@@ -1,12 +1,15 @@
 import Foundation
 import TopiaryIR
 
-/// Element-wise activations: y = f(x), dx += f'(x) · dy.
+/// Element-wise activations: y = f(x), dx += f'(x) · dy. The commonest ones run as tight loops
+/// the compiler vectorises; the rest call a closure per element.
 final class UnaryKernel: Kernel {
+    enum Fast { case relu, clip(Float, Float), hardSwish, identity, none }
     let x: Int, y: Int
     let f: (Float) -> Float
     /// Derivative from the input (and output) value.
     let df: (Float, Float) -> Float
+    var fast: Fast = .none
 
     init(x: Int, y: Int, f: @escaping (Float) -> Float, df: @escaping (Float, Float) -> Float) {
         (self.x, self.y, self.f, self.df) = (x, y, f, df)
@@ -14,26 +17,37 @@ final class UnaryKernel: Kernel {
 
     func forward(_ s: Store, training: Bool) {
         let n = s.count(y), a = s.values[x], b = s.values[y]
-        for i in 0..<n { b[i] = f(a[i]) }
+        switch fast {
+        case .relu: for i in 0..<n { b[i] = max(a[i], 0) }
+        case .clip(let lo, let hi): for i in 0..<n { b[i] = min(max(a[i], lo), hi) }
+        case .hardSwish: for i in 0..<n { let v = a[i]; b[i] = v * min(max(v + 3, 0), 6) * (1 / 6) }
+        case .identity: b.update(from: a, count: n)
+        case .none: for i in 0..<n { b[i] = f(a[i]) }
+        }
     }
 
     func backward(_ s: Store) {
         guard let gx = s.grads[x], let gy = s.grads[y] else { return }
         let n = s.count(y), a = s.values[x], b = s.values[y]
-        for i in 0..<n { gx[i] += df(a[i], b[i]) * gy[i] }
+        switch fast {
+        case .relu: for i in 0..<n { gx[i] += a[i] > 0 ? gy[i] : 0 }
+        case .clip(let lo, let hi): for i in 0..<n { gx[i] += a[i] > lo && a[i] < hi ? gy[i] : 0 }
+        case .identity: for i in 0..<n { gx[i] += gy[i] }
+        default: for i in 0..<n { gx[i] += df(a[i], b[i]) * gy[i] }
+        }
     }
 
     static func make(_ c: KernelContext) throws -> Kernel {
         let (x, y) = (c.inputs[0], c.outputs[0])
         switch c.node.opType {
-        case "Relu": return UnaryKernel(x: x, y: y, f: { max($0, 0) }, df: { a, _ in a > 0 ? 1 : 0 })
+        case "Relu": return UnaryKernel(x: x, y: y, f: { max($0, 0) }, df: { a, _ in a > 0 ? 1 : 0 }).with(.relu)
         case "LeakyRelu":
             let alpha = c.node.float("alpha", default: 0.01)
             return UnaryKernel(x: x, y: y, f: { $0 > 0 ? $0 : alpha * $0 }, df: { a, _ in a > 0 ? 1 : alpha })
         case "Clip":
             let lo = try c.scalar(1, attribute: "min", default: -.greatestFiniteMagnitude)
             let hi = try c.scalar(2, attribute: "max", default: .greatestFiniteMagnitude)
-            return UnaryKernel(x: x, y: y, f: { min(max($0, lo), hi) }, df: { a, _ in a > lo && a < hi ? 1 : 0 })
+            return UnaryKernel(x: x, y: y, f: { min(max($0, lo), hi) }, df: { a, _ in a > lo && a < hi ? 1 : 0 }).with(.clip(lo, hi))
         case "Sigmoid": return UnaryKernel(x: x, y: y, f: { 1 / (1 + exp(-$0)) }, df: { _, b in b * (1 - b) })
         case "Tanh": return UnaryKernel(x: x, y: y, f: { tanh($0) }, df: { _, b in 1 - b * b })
         case "HardSigmoid":
@@ -43,15 +57,22 @@ final class UnaryKernel: Kernel {
                 return v > 0 && v < 1 ? alpha : 0
             })
         case "HardSwish":
-            return UnaryKernel(x: x, y: y, f: { $0 * min(max($0 + 3, 0), 6) / 6 }, df: { a, _ in a < -3 ? 0 : a > 3 ? 1 : (2 * a + 3) / 6 })
+            return UnaryKernel(x: x, y: y, f: { $0 * min(max($0 + 3, 0), 6) / 6 }, df: { a, _ in a < -3 ? 0 : a > 3 ? 1 : (2 * a + 3) / 6 }).with(.hardSwish)
         case "Identity", "Dropout":
-            return UnaryKernel(x: x, y: y, f: { $0 }, df: { _, _ in 1 })
+            return UnaryKernel(x: x, y: y, f: { $0 }, df: { _, _ in 1 }).with(.identity)
         case "Neg": return UnaryKernel(x: x, y: y, f: { -$0 }, df: { _, _ in -1 })
         case "Exp": return UnaryKernel(x: x, y: y, f: { exp($0) }, df: { _, b in b })
         case "Sqrt": return UnaryKernel(x: x, y: y, f: { $0.squareRoot() }, df: { _, b in 0.5 / b })
         case "Abs": return UnaryKernel(x: x, y: y, f: { abs($0) }, df: { a, _ in a >= 0 ? 1 : -1 })
         default: throw EngineError.unsupported("no kernel for \(c.node.opType)")
         }
+    }
+}
+
+extension UnaryKernel {
+    func with(_ f: Fast) -> UnaryKernel {
+        fast = f
+        return self
     }
 }
 
@@ -90,7 +111,7 @@ func broadcastMap(input: [Int], output: [Int]) throws -> [Int32]? {
 
 /// Add, Sub, Mul, Div and PRelu with numpy broadcasting.
 final class BinaryKernel: Kernel {
-    enum Op { case add, sub, mul, div, prelu }
+    enum Op: Equatable { case add, sub, mul, div, prelu }
     let op: Op
     let a: Int, b: Int, y: Int
     let mapA: [Int32]?, mapB: [Int32]?
@@ -105,6 +126,16 @@ final class BinaryKernel: Kernel {
 
     func forward(_ s: Store, training: Bool) {
         let n = s.count(y), pa = s.values[a], pb = s.values[b], py = s.values[y]
+        if mapA == nil && mapB == nil {
+            switch op {
+            case .add: for i in 0..<n { py[i] = pa[i] + pb[i] }
+            case .sub: for i in 0..<n { py[i] = pa[i] - pb[i] }
+            case .mul: for i in 0..<n { py[i] = pa[i] * pb[i] }
+            case .div: for i in 0..<n { py[i] = pa[i] / pb[i] }
+            case .prelu: for i in 0..<n { let v = pa[i]; py[i] = v > 0 ? v : v * pb[i] }
+            }
+            return
+        }
         if mapA == nil, let mb = mapB {
             mb.withUnsafeBufferPointer { m in
                 switch op {
@@ -133,6 +164,16 @@ final class BinaryKernel: Kernel {
         guard let gy = s.grads[y] else { return }
         let n = s.count(y), pa = s.values[a], pb = s.values[b]
         let ga = s.grads[a], gb = s.grads[b]
+        if mapA == nil && mapB == nil && op == .add {
+            if let ga { for i in 0..<n { ga[i] += gy[i] } }
+            if let gb { for i in 0..<n { gb[i] += gy[i] } }
+            return
+        }
+        if mapA == nil && mapB == nil && op == .mul {
+            if let ga { for i in 0..<n { ga[i] += gy[i] * pb[i] } }
+            if let gb { for i in 0..<n { gb[i] += gy[i] * pa[i] } }
+            return
+        }
         for i in 0..<n {
             let ia = mapA.map { Int($0[i]) } ?? i, ib = mapB.map { Int($0[i]) } ?? i
             let g = gy[i]

@@ -42,12 +42,21 @@ final class BatchNormKernel: Kernel {
             }
             let inv = 1 / (v + eps).squareRoot()
             invStd[ch] = inv
-            for sI in 0..<n {
-                let base = (sI * c + ch) * plane
-                for q in 0..<plane {
-                    let t = (px[base + q] - mu) * inv
-                    xhat[base + q] = t
-                    py[base + q] = g[ch] * t + be[ch]
+            if training {
+                for sI in 0..<n {
+                    let base = (sI * c + ch) * plane
+                    for q in 0..<plane {
+                        let t = (px[base + q] - mu) * inv
+                        xhat[base + q] = t
+                        py[base + q] = g[ch] * t + be[ch]
+                    }
+                }
+            } else {
+                // Inference: one multiply-add per element; x̂ is recomputed only if backward runs.
+                let a = g[ch] * inv, b0 = be[ch] - mu * a
+                for sI in 0..<n {
+                    let base = (sI * c + ch) * plane
+                    for q in 0..<plane { py[base + q] = px[base + q] * a + b0 }
                 }
             }
         }

@@ -58,6 +58,9 @@ public final class Trainer {
     var rng: SplitMix
     var completedEpochs = 0
     public internal(set) var reports: [EpochReport] = []
+    /// Shape of one input sample and of the model's output, as compiled.
+    public var inputShape: [Int] { program.inputShape }
+    public var outputShape: [Int] { program.outputShape }
 
     public init(model: Model, options: TrainingOptions, teacher: Model? = nil) throws {
         self.options = options
@@ -127,6 +130,21 @@ public final class Trainer {
             if let checkpoint { try save(to: checkpoint) }
         }
         return reports
+    }
+
+    /// One optimizer step on the first batch of `data` (benchmarks: a training step in isolation).
+    public func fitSteps(_ data: Dataset) throws -> Double {
+        let b = options.batch, classes = program.outputShape.last ?? 1
+        var grad = [Float](repeating: 0, count: b * classes)
+        let loss = data.images.withUnsafeBufferPointer { x -> Double in
+            let logits = program.forward(UnsafeBufferPointer(rebasing: x[0..<(b * data.sampleSize)]), training: true)
+            return grad.withUnsafeMutableBufferPointer { g in
+                Loss.crossEntropy(logits: logits, labels: data.labels[0..<b], classes: classes, options: options.loss, teacher: nil, grad: g).loss
+            }
+        }
+        grad.withUnsafeBufferPointer { program.backward($0) }
+        optimizer.update(program, lr: options.schedule.lr)
+        return loss
     }
 
     /// Top-1, top-5 and loss of the current weights on `data` (inference mode).
