@@ -149,6 +149,19 @@ public final class Program {
         return times.sorted { $0.value > $1.value }
     }
 
+    /// Seconds each kernel type takes in one backward pass (after a forward), for profiling.
+    public func profileBackward(_ outputGradient: UnsafeBufferPointer<Float>) -> [(String, Double)] {
+        store.zeroGrads()
+        store.grads[outputIDs[0]]?.update(from: outputGradient.baseAddress!, count: outputGradient.count)
+        var times: [String: Double] = [:]
+        for k in kernels.reversed() {
+            let t = DispatchTime.now().uptimeNanoseconds
+            k.backward(store)
+            times[String(describing: type(of: k)), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+        }
+        return times.sorted { $0.value > $1.value }
+    }
+
     /// Backpropagates `outputGradient` (same size as the first output) into every gradient buffer.
     public func backward(_ outputGradient: UnsafeBufferPointer<Float>) {
         store.zeroGrads()

@@ -87,6 +87,9 @@ case "train", "infer":
             times.append(seconds { _ = x.withUnsafeBufferPointer { program.forward($0) } })
         }
     }
+    if let trainer, ProcessInfo.processInfo.environment["TOPIARY_PROFILE"] != nil {
+        for (k, t) in trainer.profile(data) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.3f", t * 1e3)) ms\n".utf8)) }
+    }
     if let program {
         for (k, t) in x.withUnsafeBufferPointer({ program.profileForward($0) }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.3f", t * 1e3)) ms\n".utf8)) }
     }

@@ -44,6 +44,13 @@ import TopiaryTestSupport
         Case(name: "Conv depthwise") {
             single(B.node("Conv", ["x", "w"], ["y"], ints: ["pads": [1, 1, 1, 1]], int: ["group": 3]), input: [2, 3, 5, 5], inits: [w("w", [3, 1, 3, 3], seed: 3)])
         },
+        Case(name: "Conv depthwise stride 2") {
+            single(B.node("Conv", ["x", "w", "b"], ["y"], ints: ["pads": [1, 0, 1, 2], "strides": [2, 2]], int: ["group": 2]), input: [2, 2, 7, 6],
+                   inits: [w("w", [2, 1, 3, 3], seed: 26), w("b", [2], seed: 27)])
+        },
+        Case(name: "Conv large image stride 2 dilation") {
+            single(B.node("Conv", ["x", "w"], ["y"], ints: ["pads": [2, 1, 2, 1], "strides": [2, 3], "dilations": [2, 1]]), input: [1, 2, 33, 34], inits: [w("w", [2, 2, 3, 3], seed: 28)])
+        },
         Case(name: "Conv grouped") {
             single(B.node("Conv", ["x", "w"], ["y"], int: ["group": 2]), input: [1, 4, 4, 4], inits: [w("w", [6, 2, 2, 2], seed: 4)])
         },

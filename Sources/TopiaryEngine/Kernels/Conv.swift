@@ -47,57 +47,54 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// im2col of one sample and group as [K × P].
-    private func im2colSample(_ src: UnsafePointer<Float>, sample sI: Int, group g: Int, into col: UnsafeMutablePointer<Float>) {
-        let cg = c / group
-        for ci in 0..<cg {
-            let plane = src + (sI * c + g * cg + ci) * h * wd
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let out = col + ((ci * kh + i) * kw + j) * p
-                    for oy in 0..<ho {
-                        let iy = oy * sh - ph + i * dh
-                        if iy < 0 || iy >= h {
-                            for ox in 0..<wo { out[oy * wo + ox] = 0 }
-                            continue
-                        }
-                        let line = plane + iy * wd
-                        if sw == 1 && dw == 1 {
-                            let x0 = -pw + j
-                            for ox in 0..<wo { let ix = ox + x0; out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0 }
-                        } else {
-                            for ox in 0..<wo { let ix = ox * sw - pw + j * dw; out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0 }
-                        }
-                    }
-                }
+    /// Output columns whose input column ox·sw − pw + j·dw lies inside the image.
+    @inline(__always)
+    private func columns(_ j: Int) -> Range<Int> {
+        let off = j * dw - pw
+        let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+        let hi = wd - 1 - off < 0 ? 0 : min(wo, (wd - 1 - off) / sw + 1)
+        return lo..<max(lo, hi)
+    }
+
+    /// One im2col row segment: output plane `out` (ho × wo) of kernel tap (i, j) from `plane`.
+    @inline(__always)
+    private func gatherTap(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
+        let cols = columns(j)
+        let off = j * dw - pw
+        for oy in 0..<ho {
+            let iy = oy * sh - ph + i * dh
+            let row = out + oy * wo
+            if iy < 0 || iy >= h || cols.isEmpty {
+                row.update(repeating: 0, count: wo)
+                continue
+            }
+            if cols.lowerBound > 0 { row.update(repeating: 0, count: cols.lowerBound) }
+            if cols.upperBound < wo { (row + cols.upperBound).update(repeating: 0, count: wo - cols.upperBound) }
+            let line = plane + iy * wd + off
+            if sw == 1 {
+                (row + cols.lowerBound).update(from: line + cols.lowerBound, count: cols.count)
+            } else {
+                for ox in cols { row[ox] = line[ox * sw] }
             }
         }
     }
 
-    private func col2imSample(_ col: UnsafePointer<Float>, sample sI: Int, group g: Int, into dst: UnsafeMutablePointer<Float>) {
-        let cg = c / group
-        for ci in 0..<cg {
-            let plane = dst + (sI * c + g * cg + ci) * h * wd
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let src = col + ((ci * kh + i) * kw + j) * p
-                    for oy in 0..<ho {
-                        let iy = oy * sh - ph + i * dh
-                        if iy < 0 || iy >= h { continue }
-                        let line = plane + iy * wd
-                        for ox in 0..<wo { let ix = ox * sw - pw + j * dw; if ix >= 0 && ix < wd { line[ix] += src[oy * wo + ox] } }
-                    }
-                }
+    /// The adjoint of `gatherTap`: adds the tap's gradient plane into the input gradient.
+    @inline(__always)
+    private func scatterTap(_ src: UnsafePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
+        let cols = columns(j)
+        if cols.isEmpty { return }
+        let off = j * dw - pw
+        for oy in 0..<ho {
+            let iy = oy * sh - ph + i * dh
+            if iy < 0 || iy >= h { continue }
+            let line = plane + iy * wd + off, row = src + oy * wo
+            if sw == 1 {
+                for ox in cols { line[ox] += row[ox] }
+            } else {
+                for ox in cols { line[ox * sw] += row[ox] }
             }
         }
-    }
-
-    /// The [K × P] matrix of sample `sI`, group `g`: the input itself for pointwise convolutions.
-    private func sampleMatrix(_ px: UnsafeMutablePointer<Float>, _ sI: Int, _ g: Int, fill: Bool) -> UnsafeMutablePointer<Float> {
-        if pointwise { return px + (sI * c + g * (c / group)) * p }
-        let col = cols[g] + sI * k * p
-        if fill { im2colSample(px, sample: sI, group: g, into: col) }
-        return col
     }
 
     private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
@@ -106,22 +103,7 @@ final class ConvKernel: Kernel {
             for i in 0..<kh {
                 for j in 0..<kw {
                     let row = col + ((ci * kh + i) * kw + j) * np
-                    for s in 0..<n {
-                        let plane = src + (s * c + g * cg + ci) * h * wd
-                        let out = row + s * p
-                        for oy in 0..<ho {
-                            let iy = oy * sh - ph + i * dh
-                            if iy < 0 || iy >= h {
-                                for ox in 0..<wo { out[oy * wo + ox] = 0 }
-                                continue
-                            }
-                            let line = plane + iy * wd
-                            for ox in 0..<wo {
-                                let ix = ox * sw - pw + j * dw
-                                out[oy * wo + ox] = ix >= 0 && ix < wd ? line[ix] : 0
-                            }
-                        }
-                    }
+                    for sI in 0..<n { gatherTap(src + (sI * c + g * cg + ci) * h * wd, row + sI * p, i, j) }
                 }
             }
         }
@@ -133,22 +115,35 @@ final class ConvKernel: Kernel {
             for i in 0..<kh {
                 for j in 0..<kw {
                     let row = col + ((ci * kh + i) * kw + j) * np
-                    for s in 0..<n {
-                        let plane = dst + (s * c + g * cg + ci) * h * wd
-                        let src = row + s * p
-                        for oy in 0..<ho {
-                            let iy = oy * sh - ph + i * dh
-                            if iy < 0 || iy >= h { continue }
-                            let line = plane + iy * wd
-                            for ox in 0..<wo {
-                                let ix = ox * sw - pw + j * dw
-                                if ix >= 0 && ix < wd { line[ix] += src[oy * wo + ox] }
-                            }
-                        }
-                    }
+                    for sI in 0..<n { scatterTap(row + sI * p, dst + (sI * c + g * cg + ci) * h * wd, i, j) }
                 }
             }
         }
+    }
+
+    /// im2col of one sample and group as [K × P].
+    private func im2colSample(_ src: UnsafePointer<Float>, sample sI: Int, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        let cg = c / group
+        for ci in 0..<cg {
+            let plane = src + (sI * c + g * cg + ci) * h * wd
+            for i in 0..<kh { for j in 0..<kw { gatherTap(plane, col + ((ci * kh + i) * kw + j) * p, i, j) } }
+        }
+    }
+
+    private func col2imSample(_ col: UnsafePointer<Float>, sample sI: Int, group g: Int, into dst: UnsafeMutablePointer<Float>) {
+        let cg = c / group
+        for ci in 0..<cg {
+            let plane = dst + (sI * c + g * cg + ci) * h * wd
+            for i in 0..<kh { for j in 0..<kw { scatterTap(col + ((ci * kh + i) * kw + j) * p, plane, i, j) } }
+        }
+    }
+
+    /// The [K × P] matrix of sample `sI`, group `g`: the input itself for pointwise convolutions.
+    private func sampleMatrix(_ px: UnsafeMutablePointer<Float>, _ sI: Int, _ g: Int, fill: Bool) -> UnsafeMutablePointer<Float> {
+        if pointwise { return px + (sI * c + g * (c / group)) * p }
+        let col = cols[g] + sI * k * p
+        if fill { im2colSample(px, sample: sI, group: g, into: col) }
+        return col
     }
 
     func forward(_ s: Store, training: Bool) {
@@ -158,19 +153,17 @@ final class ConvKernel: Kernel {
             for sI in 0..<n {
                 for ch in 0..<c {
                     let plane = px + (sI * c + ch) * h * wd, out = py + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
-                    let bv = bias?[ch] ?? 0
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            var acc = bv
-                            for i in 0..<kh {
+                    out.update(repeating: bias?[ch] ?? 0, count: p)
+                    for i in 0..<kh {
+                        for j in 0..<kw {
+                            let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
+                            if cols.isEmpty { continue }
+                            for oy in 0..<ho {
                                 let iy = oy * sh - ph + i * dh
                                 if iy < 0 || iy >= h { continue }
-                                for j in 0..<kw {
-                                    let ix = ox * sw - pw + j * dw
-                                    if ix >= 0 && ix < wd { acc += plane[iy * wd + ix] * kern[i * kw + j] }
-                                }
+                                let line = plane + iy * wd + off, row = out + oy * wo
+                                if sw == 1 { for ox in cols { row[ox] += line[ox] * wv } } else { for ox in cols { row[ox] += line[ox * sw] * wv } }
                             }
-                            out[oy * wo + ox] = acc
                         }
                     }
                 }
@@ -218,20 +211,24 @@ final class ConvKernel: Kernel {
                     let plane = px + (sI * c + ch) * h * wd, dout = gy + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
                     let dplane = gx.map { $0 + (sI * c + ch) * h * wd }
                     let dkern = gw.map { $0 + ch * kh * kw }
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            let g = dout[oy * wo + ox]
-                            if g == 0 { continue }
-                            for i in 0..<kh {
+                    for i in 0..<kh {
+                        for j in 0..<kw {
+                            let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
+                            if cols.isEmpty { continue }
+                            var acc: Float = 0
+                            for oy in 0..<ho {
                                 let iy = oy * sh - ph + i * dh
                                 if iy < 0 || iy >= h { continue }
-                                for j in 0..<kw {
-                                    let ix = ox * sw - pw + j * dw
-                                    if ix < 0 || ix >= wd { continue }
-                                    dkern?[i * kw + j] += g * plane[iy * wd + ix]
-                                    dplane?[iy * wd + ix] += g * kern[i * kw + j]
+                                let line = plane + iy * wd + off, row = dout + oy * wo
+                                if sw == 1 {
+                                    for ox in cols { acc += row[ox] * line[ox] }
+                                    if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox] += row[ox] * wv } }
+                                } else {
+                                    for ox in cols { acc += row[ox] * line[ox * sw] }
+                                    if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox * sw] += row[ox] * wv } }
                                 }
                             }
+                            dkern?[i * kw + j] += acc
                         }
                     }
                 }

@@ -29,8 +29,24 @@ final class BatchNormKernel: Kernel {
         for ch in 0..<c {
             var mu: Float, v: Float
             if training {
+                // Per-plane sums in float lanes, accumulated across planes in double.
                 var sum: Double = 0, sq: Double = 0
-                for sI in 0..<n { let r = px + (sI * c + ch) * plane; for q in 0..<plane { let t = Double(r[q]); sum += t; sq += t * t } }
+                for sI in 0..<n {
+                    let r = px + (sI * c + ch) * plane
+                    var a = SIMD8<Float>(), b = SIMD8<Float>()
+                    var q = 0
+                    while q + 8 <= plane {
+                        var v = SIMD8<Float>()
+                        for t in 0..<8 { v[t] = r[q + t] }
+                        a += v
+                        b += v * v
+                        q += 8
+                    }
+                    var s1 = Double(a.sum()), s2 = Double(b.sum())
+                    while q < plane { let t = Double(r[q]); s1 += t; s2 += t * t; q += 1 }
+                    sum += s1
+                    sq += s2
+                }
                 let meanD = sum / Double(count)
                 mu = Float(meanD)
                 v = Float(max(sq / Double(count) - meanD * meanD, 0))

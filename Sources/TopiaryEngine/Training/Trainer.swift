@@ -147,6 +147,15 @@ public final class Trainer {
         return loss
     }
 
+    /// Per-kernel-type times of one training step's forward and backward on the first batch.
+    public func profile(_ data: Dataset) -> [(String, Double)] {
+        let n = options.batch * data.sampleSize
+        let fwd = data.images.withUnsafeBufferPointer { program.profileForward(UnsafeBufferPointer(rebasing: $0[0..<n]), training: true) }
+        let g = [Float](repeating: 0.01, count: options.batch * (program.outputShape.last ?? 1))
+        let bwd = g.withUnsafeBufferPointer { program.profileBackward($0) }
+        return fwd.map { ("forward " + $0.0, $0.1) } + bwd.map { ("backward " + $0.0, $0.1) }
+    }
+
     /// Top-1, top-5 and loss of the current weights on `data` (inference mode).
     public func evaluate(_ data: Dataset) throws -> Metrics {
         try Evaluator.evaluate(program, data)
