@@ -30,11 +30,7 @@ build: deps
 	swift build -c release -j $(JOBS) --product topiary
 
 demo: build
-	$(TOPIARY) inspect fixtures/models/small_resnet.onnx
-	$(TOPIARY) report fixtures/models/small_resnet.onnx --per-layer
-	mkdir -p out
-	$(TOPIARY) convert fixtures/models/small_resnet.onnx out/small_resnet.folded.onnx --fold-bn
-	$(TOPIARY) report out/small_resnet.folded.onnx
+	$(TOPIARY) run pipeline.yml --out out/pipeline
 
 test: test-swift test-oracle
 

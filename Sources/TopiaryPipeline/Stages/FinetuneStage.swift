@@ -1,0 +1,141 @@
+import Foundation
+import TopiaryEngine
+import TopiaryIR
+import TopiaryPruning
+
+/// `finetune: {epochs, batch, optimizer, lr, …, distill}`: trains the current model on the
+/// training data, optionally distilling from the model as it was before the latest pruning. A
+/// checkpoint after every epoch lets `--resume` continue inside the stage.
+public struct FinetuneStage: PipelineStage {
+    public static let key = "finetune"
+    public static let keys = ["epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "step_epochs", "gamma",
+                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip"]
+    var options = TrainingOptions()
+    let distill: Bool
+
+    public init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext) throws {
+        guard context.spec.train else { throw node.error("finetune needs training data: add data.train to the pipeline") }
+        options.epochs = try fields.int("epochs") ?? 1
+        options.batch = try fields.int("batch") ?? 64
+        guard options.epochs >= 1 else { throw fields["epochs"]!.error("epochs must be ≥ 1") }
+        guard options.batch >= 1 else { throw fields["batch"]!.error("batch must be ≥ 1") }
+        let opt = try fields.string("optimizer") ?? "sgd"
+        guard let kind = OptimizerKind(rawValue: opt) else { throw fields["optimizer"]!.error("optimizer must be sgd or adamw") }
+        options.optimizer = OptimizerOptions(kind: kind, momentum: try fields.float("momentum") ?? 0.9, nesterov: try fields.bool("nesterov") ?? false,
+                                             weightDecay: try fields.float("weight_decay") ?? (kind == .adamw ? 0.01 : 0))
+        let sched = try fields.string("schedule") ?? "cosine"
+        guard let sk = ScheduleKind(rawValue: sched) else { throw fields["schedule"]!.error("schedule must be constant, step or cosine") }
+        let lr = try fields.float("lr") ?? (kind == .adamw ? 0.001 : 0.01)
+        guard lr > 0 else { throw fields["lr"]!.error("lr must be positive") }
+        options.schedule = Schedule(kind: sk, lr: lr, stepEpochs: try fields.int("step_epochs") ?? 1, gamma: try fields.float("gamma") ?? 0.1,
+                                    warmupEpochs: try fields.float("warmup_epochs") ?? 0)
+        distill = try fields.bool("distill") ?? false
+        if distill && !context.pruned { throw fields["distill"]!.error("distill needs an earlier prune stage (the teacher is the model before pruning)") }
+        options.loss = LossOptions(labelSmoothing: try fields.float("label_smoothing") ?? 0, distillWeight: distill ? try fields.float("distill_weight") ?? 0.5 : 0,
+                                   temperature: try fields.float("temperature") ?? 4)
+        guard (0..<1).contains(options.loss.labelSmoothing) else { throw fields["label_smoothing"]!.error("label_smoothing must be in [0, 1)") }
+        options.cropPadding = try fields.int("crop_padding") ?? 0
+        options.flip = try fields.bool("flip") ?? false
+    }
+
+    public var resolved: [String: Any] {
+        ["epochs": options.epochs, "batch": options.batch, "optimizer": options.optimizer.kind.rawValue, "lr": options.schedule.lr,
+         "momentum": options.optimizer.momentum, "nesterov": options.optimizer.nesterov, "weight_decay": options.optimizer.weightDecay,
+         "schedule": options.schedule.kind.rawValue, "step_epochs": options.schedule.stepEpochs, "gamma": options.schedule.gamma,
+         "warmup_epochs": options.schedule.warmupEpochs, "label_smoothing": options.loss.labelSmoothing, "distill": distill,
+         "distill_weight": options.loss.distillWeight, "temperature": options.loss.temperature, "crop_padding": options.cropPadding, "flip": options.flip]
+    }
+
+    public var label: String { "finetune \(options.epochs) epoch(s)" + (distill ? " with distillation" : "") }
+
+    public func run(_ run: RunContext, index: Int) throws {
+        try train(run.model, teacher: distill ? run.teacher : nil, run: run, checkpoint: run.statePath("stage\(index).ckpt"), record: index)
+    }
+
+    /// Trains `model` in place.
+    func train(_ model: Model, teacher: Model?, run: RunContext, checkpoint: String?, record index: Int?) throws {
+        var o = options
+        o.seed = run.spec.seed
+        o.threads = run.spec.threads
+        let trainer = try Trainer(model: model, options: o, teacher: teacher)
+        let val = run.spec.data.val != nil ? try run.dataset("val") : nil
+        let reports = try trainer.fit(train: try run.dataset("train"), validation: val, checkpoint: checkpoint, resume: run.resume, progress: run.progress)
+        trainer.writeBack(into: model)
+        if let index { run.record.finetune.append(.init(stage: index, epochs: reports)) }
+        if let last = reports.last {
+            var line = String(format: "trained %d epoch(s): train loss %.4f", reports.count, last.trainLoss)
+            if let v = last.validation { line += String(format: ", val top-1 %.4f", v.top1) }
+            run.log(line)
+        }
+    }
+}
+
+/// `sweep: {targets, criteria, prune, finetune}`: the same pruning (and optional fine-tuning) for
+/// every target × criterion, each from the current model, evaluated side by side. The current
+/// model is left as it was.
+public struct SweepStage: PipelineStage {
+    public static let key = "sweep"
+    public static let keys = ["targets", "criteria", "prune", "finetune"]
+    let targets: [(PruningTarget, String, SpecNode)]
+    let criteria: [String]
+    let prune: [String: SpecNode]
+    let pruneNode: SpecNode
+    let finetune: FinetuneStage?
+
+    public init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext) throws {
+        guard let t = fields["targets"] else { throw node.error("sweep needs targets: a list of {flops: F} / {params: P} / {ratio: R}") }
+        targets = try t.sequence().map { n in let (target, text) = try parseTarget(n); return (target, text, n) }
+        guard !targets.isEmpty else { throw t.error("targets is empty") }
+        criteria = try fields["criteria"]?.strings() ?? ["l2"]
+        for (i, c) in criteria.enumerated() where !Criteria.names.contains(c) {
+            throw (try fields["criteria"]!.sequence()[i]).error("unknown criterion '\(c)'; known: \(Criteria.names.joined(separator: ", "))")
+        }
+        pruneNode = fields["prune"] ?? node
+        prune = try fields["prune"]?.mapping(allowed: PruneStage.keys.filter { $0 != "target" && $0 != "criterion" }) ?? [:]
+        var inner = context
+        inner.pruned = true
+        finetune = try fields["finetune"].map { f in
+            let ff = try f.mapping(allowed: FinetuneStage.keys)
+            return try FinetuneStage(fields: ff, node: f, context: &inner)
+        }
+        _ = try stage(targets[0], criteria[0], context: &inner)
+    }
+
+    func stage(_ t: (PruningTarget, String, SpecNode), _ criterion: String, context: inout SpecContext) throws -> PruneStage {
+        var s = try PruneStage(fields: prune, node: pruneNode, context: &context, given: t)
+        s.criterion = criterion
+        return s
+    }
+
+    public var resolved: [String: Any] {
+        var out: [String: Any] = ["targets": targets.map { $0.1 }, "criteria": criteria]
+        if let f = finetune { out["finetune"] = f.resolved }
+        return out
+    }
+
+    public var label: String { "sweep \(targets.count) target(s) × \(criteria.count) criterion(a)" }
+
+    public func run(_ run: RunContext, index: Int) throws {
+        let (base, _) = try CostModel.analyse(run.model)
+        var points: [RunRecord.SweepPoint] = []
+        var context = SpecContext(spec: DataAvailability(train: run.spec.data.train != nil, val: run.spec.data.val != nil), directory: run.spec.directory)
+        for criterion in criteria {
+            for t in targets {
+                let model = try Pruner.copy(run.model)
+                let teacher = try Pruner.copy(run.model)
+                let p = try stage(t, criterion, context: &context)
+                let result = try Pruner.prune(model, options: p.options(seed: run.spec.seed))
+                if let f = finetune { try f.train(model, teacher: f.distill ? teacher : nil, run: run, checkpoint: nil, record: nil) }
+                var point = RunRecord.SweepPoint(criterion: criterion, target: t.1, flops: result.after.flops, params: result.after.params)
+                if run.spec.data.val != nil {
+                    let m = try Evaluator.evaluate(model: model, data: try run.dataset("val"), threads: run.spec.threads)
+                    (point.top1, point.loss) = (m.top1, m.loss)
+                }
+                points.append(point)
+                run.log(String(format: "sweep %@ %@: FLOPs %.3f kept", criterion, t.1, Double(result.after.flops) / Double(max(base.totals.flops, 1)))
+                        + (point.top1.map { String(format: ", val top-1 %.4f", $0) } ?? ""))
+            }
+        }
+        run.record.sweeps.append(.init(stage: index, points: points, baselineFlops: base.totals.flops))
+    }
+}

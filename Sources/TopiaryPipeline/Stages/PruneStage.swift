@@ -1,0 +1,113 @@
+import Foundation
+import TopiaryIR
+import TopiaryPruning
+
+/// `target: {flops: F}` / `{params: P}` / `{ratio: R}`.
+func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
+    let t = try node.mapping(allowed: ["flops", "params", "ratio"])
+    guard t.count == 1, let (k, v) = t.first else { throw node.error("target takes exactly one of flops, params, ratio") }
+    let x = try v.double()
+    switch k {
+    case "ratio":
+        guard x >= 0 && x < 1 else { throw v.error("ratio \(x) is impossible: the fraction of channels removed must be in [0, 1)") }
+        return (.ratio(x), "ratio \(x)")
+    case "flops":
+        guard x > 0 && x <= 1 else { throw v.error("flops \(x) is impossible: the fraction of FLOPs kept must be in (0, 1]") }
+        return (.flops(x), "flops \(x)")
+    default:
+        guard x > 0 && x <= 1 else { throw v.error("params \(x) is impossible: the fraction of parameters kept must be in (0, 1]") }
+        return (.params(x), "params \(x)")
+    }
+}
+
+/// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
+public struct PruneStage: PipelineStage {
+    public static let key = "prune"
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed"]
+    var criterion: String
+    var target: PruningTarget
+    var targetText: String
+    let allocation: AllocationStrategy
+    let roundTo: Int
+    let minChannels: Int
+    let ignore: [String]
+    let combine: ScoreCombination
+    let seed: UInt64?
+    /// Where the target is, for errors found once the model is analysed.
+    let targetNode: SpecNode?
+
+    public init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext) throws {
+        try self.init(fields: fields, node: node, context: &context, given: nil)
+    }
+
+    /// With `given`, the target comes from elsewhere (a sweep) instead of `fields`.
+    init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext, given: (PruningTarget, String, SpecNode)?) throws {
+        criterion = try fields.string("criterion") ?? "l2"
+        guard Criteria.names.contains(criterion) else {
+            throw fields["criterion"]!.error("unknown criterion '\(criterion)'; known: \(Criteria.names.joined(separator: ", "))")
+        }
+        if let given {
+            (target, targetText, targetNode) = (given.0, given.1, given.2)
+        } else {
+            guard let t = fields["target"] else { throw node.error("prune needs a target: {flops: F}, {params: P} or {ratio: R}") }
+            (target, targetText) = try parseTarget(t)
+            targetNode = t
+        }
+        let a = try fields.string("allocation") ?? "global"
+        guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform or global") }
+        allocation = strategy
+        roundTo = try fields.int("round_to") ?? 1
+        minChannels = try fields.int("min_channels") ?? 1
+        guard roundTo >= 1 else { throw fields["round_to"]!.error("round_to must be ≥ 1") }
+        guard minChannels >= 1 else { throw fields["min_channels"]!.error("min_channels must be ≥ 1") }
+        ignore = try fields["ignore"]?.strings() ?? []
+        let c = try fields.string("combine") ?? "sum"
+        guard let comb = ScoreCombination(rawValue: c) else { throw fields["combine"]!.error("combine must be sum, mean or max") }
+        combine = comb
+        seed = try fields.int("seed").map { UInt64($0) }
+        context.pruned = true
+    }
+
+    public var resolved: [String: Any] {
+        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "ignore": ignore, "combine": combine.rawValue]
+        switch target {
+        case .ratio(let r): out["target"] = ["ratio": r]
+        case .flops(let f): out["target"] = ["flops": f]
+        case .params(let p): out["target"] = ["params": p]
+        }
+        return out
+    }
+
+    public var label: String { "prune \(criterion) to \(targetText)" }
+
+    func options(seed runSeed: UInt64) -> PruningOptions {
+        PruningOptions(criterion: Criteria.named(criterion, seed: seed ?? runSeed, combination: combine)!,
+                       allocation: AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels),
+                       ignore: Set(ignore))
+    }
+
+    public func run(_ run: RunContext, index: Int) throws {
+        run.teacher = try Pruner.copy(run.model)
+        let result: PruningResult
+        do {
+            result = try Pruner.prune(run.model, options: options(seed: run.spec.seed))
+        } catch let e as UnreachableTarget {
+            if let n = targetNode { throw n.error(e.description) }
+            throw e
+        }
+        run.record.pruning.append(.init(stage: index, criterion: criterion, target: targetText, before: result.before, after: result.after, groups: result.widths))
+        run.log(String(format: "pruned: params %@ -> %@, FLOPs %@ -> %@ (%.3f kept)", ReportRenderer.count(result.before.params), ReportRenderer.count(result.after.params),
+                       ReportRenderer.count(result.before.flops), ReportRenderer.count(result.after.flops), Double(result.after.flops) / Double(max(result.before.flops, 1))))
+    }
+
+    /// Checks before the run that the target can be met on `model` (the model as loaded).
+    func checkReachable(on model: Model, seed: UInt64) throws {
+        guard case .ratio = target else {
+            let probe = try Pruner.copy(model)
+            do { _ = try Pruner.prune(probe, options: options(seed: seed)) } catch let e as UnreachableTarget {
+                throw (targetNode ?? SpecNode(.init(""), file: "")).error(e.description)
+            }
+            return
+        }
+    }
+}
