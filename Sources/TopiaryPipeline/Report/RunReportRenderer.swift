@@ -129,10 +129,16 @@ public enum RunReportRenderer {
         """
     }
 
+    /// A readable label from an exporter's node path: "/layers/layers.0/c1/c1.0/Conv" → "layers.0/c1.0".
     static func shortName(_ s: String) -> String {
-        let trimmed = s.replacingOccurrences(of: " (Conv)", with: "").replacingOccurrences(of: " (Gemm)", with: "")
-        let parts = trimmed.split(separator: "/")
-        return String((parts.count >= 3 ? parts.suffix(3).joined(separator: "/") : trimmed).suffix(36))
+        var base = s
+        if let r = base.range(of: " (") { base = String(base[..<r.lowerBound]) }
+        var parts = base.split(separator: "/").map(String.init)
+        if parts.count > 1, let last = parts.last, ["Conv", "Gemm", "MatMul", "ConvTranspose"].contains(where: { last.hasPrefix($0) }) { parts.removeLast() }
+        // Drop a component that only names the scope the next one refines (layers, layers.0).
+        parts = parts.enumerated().filter { i, p in i + 1 >= parts.count || !parts[i + 1].hasPrefix(p + ".") }.map(\.element)
+        let label = parts.joined(separator: "/")
+        return String((label.isEmpty ? base : label).suffix(36))
     }
 
     /// Paired horizontal bars, before (grey) and after (green), one row per layer.
