@@ -41,8 +41,17 @@ test-swift: deps
 test-oracle: build venv
 	TOPIARY=$(abspath $(TOPIARY)) $(PYTHON) -m pytest Tests/oracle -q -p no:cacheprovider
 
-bench: build venv
-	$(PYTHON) bench/cost_compare.py
+# Benchmarks need the bench venv (PyTorch, Torch-Pruning, thop, fvcore, onnx-tool), outside the
+# repo: see fixtures/make_models.py. Fashion-MNIST comes from Debian's dataset-fashion-mnist.
+BENCH_PYTHON ?= /root/benchvenv/bin/python
+
+bench: build
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null)
+	swift build -c release -j $(JOBS) --product topiary-bench
+	$(BENCH_PYTHON) bench/io_bench.py
+	$(BENCH_PYTHON) bench/prune_bench.py
+	$(BENCH_PYTHON) bench/train_bench.py
+	$(BENCH_PYTHON) bench/cost_compare.py
 
 clean:
 	rm -rf .build out

@@ -69,3 +69,33 @@ def test_round_trip_keeps_everything_around_the_graph(outdir):
     check_model(str(out))
     feeds = {"cond": np.array(True), "x": np.array([1, 2], np.float32)}
     assert np.array_equal(run(str(src), feeds)[0], run(str(out), feeds)[0])
+
+
+def test_unknown_fields_survive(outdir):
+    """Fields outside the schema (a newer ONNX's, a vendor's) on the model, a node and a tensor come
+    back byte for byte."""
+    def field(number, payload):
+        key = (number << 3) | 2
+        out = bytearray()
+        for v in (key, len(payload)):
+            while True:
+                b = v & 0x7F
+                v >>= 7
+                out.append(b | (0x80 if v else 0))
+                if not v:
+                    break
+        return bytes(out) + payload
+    m = onnx.load(fixture_path("cnn_opset11"))
+    node = m.graph.node[0]
+    node.ParseFromString(node.SerializeToString() + field(1001, b"node extra"))
+    t = m.graph.initializer[0]
+    t.ParseFromString(t.SerializeToString() + field(1002, b"tensor extra"))
+    data = m.SerializeToString() + field(1000, b"model extra")
+    src = outdir / "unknown.onnx"
+    src.write_bytes(data)
+    out = outdir / "out.onnx"
+    topiary("convert", src, out)
+    back = out.read_bytes()
+    for marker in (b"model extra", b"node extra", b"tensor extra"):
+        assert marker in back
+    assert back == data

@@ -24,6 +24,8 @@ public struct Attribute {
     public var value: Value
     public var refAttrName: String = ""
     public var docString: String = ""
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     public init(name: String, value: Value) {
         self.name = name

@@ -12,6 +12,8 @@ public final class Graph {
     public var sparseInitializers: [OpaqueMessage] = []
     public var quantizationAnnotations: [OpaqueMessage] = []
     public var metadataProps: [StringPair] = []
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     public init(name: String, nodes: [Node], inputs: [ValueInfo], outputs: [ValueInfo], initializers: [Tensor] = []) {
         self.name = name

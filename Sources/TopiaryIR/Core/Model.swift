@@ -24,6 +24,8 @@ public final class Model {
     public var trainingInfo: [OpaqueMessage] = []
     public var functions: [OpaqueMessage] = []
     public var configurations: [OpaqueMessage] = []
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     public init(irVersion: Int, opsetImports: [OpsetImport], graph: Graph) {
         self.irVersion = irVersion

@@ -11,6 +11,8 @@ public struct Node {
     public var docString: String = ""
     public var metadataProps: [StringPair] = []
     public var deviceConfigurations: [OpaqueMessage] = []
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String], attributes: [Attribute] = []) {
         self.name = name

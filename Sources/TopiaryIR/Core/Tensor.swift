@@ -42,6 +42,8 @@ public struct Tensor: Sendable {
     public private(set) var buffer: TensorBuffer
     /// The elements of a `string` tensor.
     public var strings: [[UInt8]] = []
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     /// A tensor over existing bytes; `buffer.count` must match `dims` and `dataType`.
     public init(name: String, dataType: DataType, dims: [Int], buffer: TensorBuffer) {

@@ -88,6 +88,8 @@ public struct ValueInfo {
     public var type: ValueType
     public var docString: String = ""
     public var metadataProps: [StringPair] = []
+    /// Fields outside the schema, written back unchanged.
+    public var unknownFields: [UnknownField] = []
 
     public init(name: String, type: ValueType) {
         self.name = name
@@ -109,4 +111,12 @@ public struct OpaqueMessage: Equatable, Sendable {
 
     public var kind: Kind
     public var bytes: [UInt8]
+}
+
+/// A protobuf field the schema does not know (written by a newer ONNX, or a vendor), kept as
+/// read so a round trip writes it back.
+public struct UnknownField: Equatable, Sendable {
+    public var tag: UInt32
+    public var wireType: UInt32
+    public var data: [UInt8]
 }

@@ -80,6 +80,20 @@ final class CArena {
     /// Runs `cleanup` when the arena is freed (messages unpacked by protobuf-c).
     func onFree(_ cleanup: @escaping () -> Void) { cleanups.append(cleanup) }
 
+    /// Attaches unknown fields to a message before it is packed.
+    func attachUnknown<T>(_ fields: [UnknownField], to message: UnsafeMutablePointer<T>) {
+        guard !fields.isEmpty else { return }
+        let array = alloc(ProtobufCMessageUnknownField.self, count: fields.count)
+        for (i, f) in fields.enumerated() {
+            let bytes = binary(f.data)
+            array[i] = ProtobufCMessageUnknownField(tag: f.tag, wire_type: ProtobufCWireType(rawValue: f.wireType), len: bytes.len, data: bytes.data)
+        }
+        message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { base in
+            base.pointee.n_unknown_fields = UInt32(fields.count)
+            base.pointee.unknown_fields = array
+        }
+    }
+
     /// Key/value pairs as C messages.
     func pairs(_ list: [StringPair]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Onnx__StringStringEntryProto>?>?) {
         let items = list.map { pair -> UnsafeMutablePointer<Onnx__StringStringEntryProto> in

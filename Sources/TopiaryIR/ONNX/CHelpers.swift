@@ -43,6 +43,18 @@ enum C {
         messages(n, p).map { StringPair(string($0.pointee.key), string($0.pointee.value)) }
     }
 
+    /// Unknown fields protobuf-c kept on a message.
+    static func unknown<T>(_ message: UnsafeMutablePointer<T>) -> [UnknownField] {
+        message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { base in
+            let n = Int(base.pointee.n_unknown_fields)
+            guard n > 0, let fields = base.pointee.unknown_fields else { return [] }
+            return (0..<n).map { i in
+                let f = fields[i]
+                return UnknownField(tag: f.tag, wireType: f.wire_type.rawValue, data: f.data.map { Array(UnsafeBufferPointer(start: $0, count: f.len)) } ?? [])
+            }
+        }
+    }
+
     /// The serialized bytes of any message.
     static func pack<T>(_ message: UnsafeMutablePointer<T>) -> [UInt8] {
         message.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { base in

@@ -39,6 +39,7 @@ struct OnnxExporter {
         let configs = try model.configurations.map { try opaque($0, onnx__device_configuration_proto__unpack, onnx__device_configuration_proto__free_unpacked) }
         m.pointee.n_configuration = configs.count
         m.pointee.configuration = arena.pointers(configs)
+        arena.attachUnknown(model.unknownFields, to: m)
         return m
     }
 
@@ -62,6 +63,7 @@ struct OnnxExporter {
         let annotations = try graph.quantizationAnnotations.map { try opaque($0, onnx__tensor_annotation__unpack, onnx__tensor_annotation__free_unpacked) }
         (g.pointee.n_quantization_annotation, g.pointee.quantization_annotation) = (annotations.count, arena.pointers(annotations))
         (g.pointee.n_metadata_props, g.pointee.metadata_props) = arena.pairs(graph.metadataProps)
+        arena.attachUnknown(graph.unknownFields, to: g)
         return g
     }
 
@@ -79,6 +81,7 @@ struct OnnxExporter {
         (n.pointee.n_metadata_props, n.pointee.metadata_props) = arena.pairs(node.metadataProps)
         let devices = try node.deviceConfigurations.map { try opaque($0, onnx__node_device_configuration_proto__unpack, onnx__node_device_configuration_proto__free_unpacked) }
         (n.pointee.n_device_configurations, n.pointee.device_configurations) = (devices.count, arena.pointers(devices))
+        arena.attachUnknown(node.unknownFields, to: n)
         return n
     }
 
@@ -124,6 +127,7 @@ struct OnnxExporter {
         case .undefined:
             (a.pointee.has_type, a.pointee.type) = (0, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED)
         }
+        arena.attachUnknown(attr.unknownFields, to: a)
         return a
     }
 
@@ -167,6 +171,7 @@ struct OnnxExporter {
             tp.pointee.denotation = arena.string(denotation)
             v.pointee.type = tp
         }
+        arena.attachUnknown(info.unknownFields, to: v)
         return v
     }
 
@@ -196,6 +201,7 @@ struct OnnxExporter {
             t.pointee.has_raw_data = 1
             t.pointee.raw_data = ProtobufCBinaryData(len: buffer.count, data: buffer.count > 0 ? buffer.base.assumingMemoryBound(to: UInt8.self) : nil)
         }
+        arena.attachUnknown(tensor.unknownFields, to: t)
         return t
     }
 

@@ -21,6 +21,7 @@ struct OnnxImporter {
         model.trainingInfo = C.messages(p.n_training_info, p.training_info).map { OpaqueMessage(kind: .trainingInfo, bytes: C.pack($0)) }
         model.functions = C.messages(p.n_functions, p.functions).map { OpaqueMessage(kind: .function, bytes: C.pack($0)) }
         model.configurations = C.messages(p.n_configuration, p.configuration).map { OpaqueMessage(kind: .deviceConfiguration, bytes: C.pack($0)) }
+        model.unknownFields = C.unknown(m)
         return model
     }
 
@@ -38,6 +39,7 @@ struct OnnxImporter {
         graph.sparseInitializers = C.messages(p.n_sparse_initializer, p.sparse_initializer).map { OpaqueMessage(kind: .sparseTensor, bytes: C.pack($0)) }
         graph.quantizationAnnotations = C.messages(p.n_quantization_annotation, p.quantization_annotation).map { OpaqueMessage(kind: .tensorAnnotation, bytes: C.pack($0)) }
         graph.metadataProps = C.pairs(p.n_metadata_props, p.metadata_props)
+        graph.unknownFields = C.unknown(g)
         return graph
     }
 
@@ -52,6 +54,7 @@ struct OnnxImporter {
         node.docString = C.string(p.doc_string)
         node.metadataProps = C.pairs(p.n_metadata_props, p.metadata_props)
         node.deviceConfigurations = C.messages(p.n_device_configurations, p.device_configurations).map { OpaqueMessage(kind: .nodeDeviceConfiguration, bytes: C.pack($0)) }
+        node.unknownFields = C.unknown(n)
         return node
     }
 
@@ -91,6 +94,7 @@ struct OnnxImporter {
         var attr = Attribute(name: name, value: value)
         attr.refAttrName = C.string(p.ref_attr_name)
         attr.docString = C.string(p.doc_string)
+        attr.unknownFields = C.unknown(a)
         return attr
     }
 
@@ -114,6 +118,7 @@ struct OnnxImporter {
         var info = ValueInfo(name: C.string(p.name), type: p.type.map(valueType) ?? .none)
         info.docString = C.string(p.doc_string)
         info.metadataProps = C.pairs(p.n_metadata_props, p.metadata_props)
+        info.unknownFields = C.unknown(v)
         return info
     }
 
@@ -202,6 +207,7 @@ struct OnnxImporter {
         result.docString = C.string(t.pointee.doc_string)
         result.metadataProps = C.pairs(t.pointee.n_metadata_props, t.pointee.metadata_props)
         result.segment = segment
+        result.unknownFields = C.unknown(t)
         return result
     }
 }
