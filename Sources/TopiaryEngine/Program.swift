@@ -16,6 +16,8 @@ public final class Program {
     public private(set) var parameters: [(name: String, id: Int)] = []
     /// BatchNormalization running statistics: initializer name and value id.
     public private(set) var state: [(name: String, id: Int)] = []
+    /// Value id of every named value (activations, constants).
+    public private(set) var valueIDs: [String: Int] = [:]
     /// Shape of one input sample and of the first output.
     public private(set) var inputShape: [Int] = []
     public private(set) var outputShape: [Int] = []
@@ -82,6 +84,7 @@ public final class Program {
             kernels.append(try factory(ctx))
         }
         outputIDs = try graph.outputs.map { try valueID($0.name) }
+        valueIDs = ids
         inputShape = Array(store.shapes[inputID].dropFirst())
         outputShape = store.shapes[outputIDs[0]]
     }

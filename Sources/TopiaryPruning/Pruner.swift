@@ -106,6 +106,25 @@ public enum Pruner {
         return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths, timings: clock.timings)
     }
 
+    /// Soft pruning: zeroes, in place and without changing any shape, the channels a pruning run
+    /// with `options` would remove (producer filters, biases, BatchNormalization scale and shift).
+    /// Returns the zeroed output filters of every producing weight, by initializer name. The model
+    /// should have been through `prepare`.
+    public static func mask(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil) throws -> [String: [Int]] {
+        let shapes = try ShapeInference.run(model)
+        let cost = try CostModel.analyse(model.graph, shapes: shapes)
+        let analysis = try DependencyAnalysis(model: model, ignore: options.ignore, shapes: shapes)
+        let scores = try options.criterion.scores(analysis, calibration: calibration)
+        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation) { CostEstimator(analysis: analysis, cost: cost) }
+        try Masking.apply(analysis, removing: allocation.removed)
+        var zeroed: [String: [Int]] = [:]
+        for m in analysis.members where m.role == .producer {
+            let positions = m.atoms.indices.filter { allocation.removed.contains(analysis.atomClass[m.atoms[$0]]) }
+            if !positions.isEmpty { zeroed[m.tensor, default: []].append(contentsOf: positions) }
+        }
+        return zeroed
+    }
+
     /// A deep copy of a model (through its serialized form).
     public static func copy(_ model: Model) throws -> Model {
         let bytes = try ModelFile.encode(model)

@@ -3,6 +3,7 @@ import Foundation
 import TopiaryIR
 import TopiaryPipeline
 import TopiaryPruning
+import TopiaryEngine
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,7 +13,9 @@ struct PruneCommand: ParsableCommand {
 
     @Argument(help: "The ONNX model to prune (never modified).") var input: String
     @Argument(help: "Where to write the pruned model.") var output: String
-    @Option(help: "Importance criterion: \(Criteria.names.joined(separator: ", ")).") var criterion = "l2"
+    @Option(help: "Importance criterion: \(Criteria.names.joined(separator: ", ")), or \"expr: FORMULA\" (docs/methods.md).") var criterion = "l2"
+    @Option(help: "Calibration data for data-driven criteria (taylor, formulas using taylor or grad_l2): NPZ or IDX.") var data: String?
+    @Option(name: .customLong("calibration-batches"), help: "Batches of 64 used for calibration.") var calibrationBatches = 4
     @Option(help: "Fraction of channels to remove (0 ≤ R < 1).") var ratio: Double?
     @Option(help: "Fraction of the FLOPs to keep (0 < F ≤ 1).") var flops: Double?
     @Option(help: "Fraction of the parameters to keep (0 < P ≤ 1).") var params: Double?
@@ -28,7 +31,11 @@ struct PruneCommand: ParsableCommand {
     func validate() throws {
         let targets = [ratio, flops, params].compactMap { $0 }
         guard targets.count == 1 else { throw ValidationError("give exactly one of --ratio, --flops and --params") }
-        guard Criteria.names.contains(criterion) else { throw ValidationError("unknown criterion '\(criterion)'; known: \(Criteria.names.joined(separator: ", "))") }
+        do { _ = try Criteria.parse(criterion) } catch let e as FormulaError {
+            throw ValidationError("--criterion formula, \(e)")
+        } catch {
+            throw ValidationError("\(error)")
+        }
         guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform or global") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
     }
@@ -37,13 +44,20 @@ struct PruneCommand: ParsableCommand {
         try runReportingErrors {
             let model = try ModelFile.load(input)
             let target: PruningTarget = ratio.map { .ratio($0) } ?? flops.map { .flops($0) } ?? .params(params ?? 1)
+            let importance = try Criteria.parse(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)
+            var calibration: CalibrationData?
+            if !importance.requirements.isEmpty {
+                guard let data else { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
+                let c = try Calibration.gather(model: model, data: try Dataset.load(data), batches: calibrationBatches, seed: seed)
+                calibration = CalibrationData(channelTaylor: c.channelTaylor, filterGradientNorm: c.filterGradientNorm, batches: c.batches)
+            }
             let options = PruningOptions(
-                criterion: Criteria.named(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)!,
+                criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
             let result: PruningResult
             do {
-                result = try Pruner.prune(model, options: options, writeMasked: writeMasked != nil)
+                result = try Pruner.prune(model, options: options, calibration: calibration, writeMasked: writeMasked != nil)
             } catch let e as UnreachableTarget {
                 throw FileError(path: input, error: e)
             }

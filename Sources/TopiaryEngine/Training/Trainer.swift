@@ -75,7 +75,7 @@ public final class Trainer {
     /// Trains for the remaining epochs. With `checkpoint`, state is saved after every epoch and,
     /// when the file exists and `resume` is set, training continues from it.
     public func fit(train: Dataset, validation: Dataset?, checkpoint: String? = nil, resume: Bool = false,
-                    progress: ((TrainingProgress) -> Void)? = nil) throws -> [EpochReport] {
+                    progress: ((TrainingProgress) -> Void)? = nil, afterEpoch: ((Int) throws -> Void)? = nil) throws -> [EpochReport] {
         try check(train)
         if let validation { try check(validation) }
         if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint) { try restore(from: checkpoint) }
@@ -122,6 +122,7 @@ public final class Trainer {
                     progress(TrainingProgress(epoch: epoch + 1, epochs: options.epochs, batch: k + 1, batches: batches, loss: lossSum / Double(k + 1), samplesPerSecond: rate, secondsLeft: left))
                 }
             }
+            try afterEpoch?(epoch + 1)
             let seconds = Date().timeIntervalSince(start)
             let metrics = try validation.map { try evaluate($0) }
             reports.append(EpochReport(epoch: epoch + 1, trainLoss: lossSum / Double(batches), trainTop1: Double(correct) / Double(batches * b),
@@ -159,6 +160,14 @@ public final class Trainer {
     /// Top-1, top-5 and loss of the current weights on `data` (inference mode).
     public func evaluate(_ data: Dataset) throws -> Metrics {
         try Evaluator.evaluate(program, data)
+    }
+
+    /// Loads every trained parameter and statistic from `model`'s initializers (after an outside
+    /// edit such as soft pruning).
+    public func load(from model: Model) {
+        var w: [String: [Float]] = [:]
+        for t in model.graph.initializers where t.dataType == .float { w[t.name] = t.floatValues() }
+        program.load(weights: w)
     }
 
     /// Writes the trained weights into `model`.

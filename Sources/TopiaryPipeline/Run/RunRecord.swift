@@ -98,6 +98,23 @@ public struct RunRecord: Codable, Sendable {
         public var baselineFlops: Int
     }
 
+    /// Soft filter pruning rounds of a fine-tuning stage.
+    public struct SoftPruning: Codable, Sendable {
+        public struct Round: Codable, Sendable {
+            public var epoch: Int
+            /// Filters zeroed at this round.
+            public var zeroed: Int
+            /// Of the filters zeroed at the previous round, how many have non-zero weights again.
+            public var regrown: Int
+            public var previouslyZeroed: Int
+            /// Of those, how many are not zeroed again at this round (they recovered for good).
+            public var revived: Int
+        }
+        public var stage: Int
+        public var ratio: Double
+        public var rounds: [Round]
+    }
+
     public var schema = "topiary.run/1"
     public var pipeline: String
     public var model: String
@@ -109,6 +126,7 @@ public struct RunRecord: Codable, Sendable {
     public var finetune: [Finetune] = []
     public var evaluations: [Evaluation] = []
     public var sweeps: [Sweep] = []
+    public var softPruning: [SoftPruning] = []
     public var exports: [String] = []
     public var seconds = 0.0
 }

@@ -9,9 +9,12 @@ import TopiaryPruning
 public struct FinetuneStage: PipelineStage {
     public static let key = "finetune"
     public static let keys = ["epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "step_epochs", "gamma",
-                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip"]
+                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip", "soft_prune"]
     var options = TrainingOptions()
     let distill: Bool
+    /// Soft filter pruning: every `every` epochs zero the lowest-L2 channels of each group at
+    /// `ratio`, let them train and recover, and remove the zeroed ones for real at the end.
+    let softPrune: (ratio: Double, every: Int)?
 
     public init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext) throws {
         guard context.spec.train else { throw node.error("finetune needs training data: add data.train to the pipeline") }
@@ -36,6 +39,17 @@ public struct FinetuneStage: PipelineStage {
         guard (0..<1).contains(options.loss.labelSmoothing) else { throw fields["label_smoothing"]!.error("label_smoothing must be in [0, 1)") }
         options.cropPadding = try fields.int("crop_padding") ?? 0
         options.flip = try fields.bool("flip") ?? false
+        if let sp = fields["soft_prune"] {
+            let f = try sp.mapping(allowed: ["ratio", "every"])
+            guard let r = try f.double("ratio") else { throw sp.error("soft_prune needs a ratio (fraction of each group's channels to zero)") }
+            guard r > 0 && r < 1 else { throw f["ratio"]!.error("ratio must be in (0, 1)") }
+            let every = try f.int("every") ?? 1
+            guard every >= 1 else { throw f["every"]!.error("every must be ≥ 1") }
+            softPrune = (r, every)
+            context.pruned = true
+        } else {
+            softPrune = nil
+        }
     }
 
     public var resolved: [String: Any] {
@@ -44,12 +58,57 @@ public struct FinetuneStage: PipelineStage {
          "schedule": options.schedule.kind.rawValue, "step_epochs": options.schedule.stepEpochs, "gamma": options.schedule.gamma,
          "warmup_epochs": options.schedule.warmupEpochs, "label_smoothing": options.loss.labelSmoothing, "distill": distill,
          "distill_weight": options.loss.distillWeight, "temperature": options.loss.temperature, "crop_padding": options.cropPadding, "flip": options.flip]
+            .merging(softPrune.map { ["soft_prune": ["ratio": $0.ratio, "every": $0.every]] } ?? [:]) { a, _ in a }
     }
 
-    public var label: String { "finetune \(options.epochs) epoch(s)" + (distill ? " with distillation" : "") }
+    public var label: String {
+        "finetune \(options.epochs) epoch(s)" + (distill ? " with distillation" : "") + (softPrune.map { " with soft pruning at \($0.ratio)" } ?? "")
+    }
 
     public func run(_ run: RunContext, index: Int) throws {
-        try train(run.model, teacher: distill ? run.teacher : nil, run: run, checkpoint: run.statePath("stage\(index).ckpt"), record: index)
+        guard let sp = softPrune else {
+            try train(run.model, teacher: distill ? run.teacher : nil, run: run, checkpoint: run.statePath("stage\(index).ckpt"), record: index)
+            return
+        }
+        // Soft filter pruning (SFP): the model keeps its shape while training; zeroed filters may grow back.
+        var teacher: Model?
+        if distill { teacher = try run.teacher ?? Pruner.copy(run.model) }
+        try Pruner.prepare(run.model)
+        let prune = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(sp.ratio), strategy: .uniform))
+        var o = options
+        o.seed = run.spec.seed
+        o.threads = run.spec.threads
+        let trainer = try Trainer(model: run.model, options: o, teacher: teacher)
+        var previous: [String: [Int]] = [:]
+        var soft = RunRecord.SoftPruning(stage: index, ratio: sp.ratio, rounds: [])
+        let reports = try trainer.fit(train: try run.dataset("train"), validation: run.spec.data.val != nil ? try run.dataset("val") : nil,
+                                      checkpoint: run.statePath("stage\(index).ckpt"), resume: run.resume, progress: run.progress) { epoch in
+            guard epoch % sp.every == 0 else { return }
+            trainer.writeBack(into: run.model)
+            // How many of the filters zeroed last time grew back, and how many are no longer chosen.
+            let initializers = Dictionary(run.model.graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            var regrown = 0, zeroedBefore = 0
+            for (name, positions) in previous {
+                guard let t = initializers[name], let v = t.floatValues(), let rows = t.dims.first, rows > 0 else { continue }
+                let per = v.count / rows
+                for p in positions {
+                    zeroedBefore += 1
+                    if v[(p * per)..<((p + 1) * per)].contains(where: { $0 != 0 }) { regrown += 1 }
+                }
+            }
+            let zeroed = try Pruner.mask(run.model, options: prune)
+            let kept = previous.reduce(0) { acc, e in acc + e.value.filter { !(zeroed[e.key]?.contains($0) ?? false) }.count }
+            soft.rounds.append(.init(epoch: epoch, zeroed: zeroed.values.reduce(0) { $0 + $1.count }, regrown: regrown, previouslyZeroed: zeroedBefore, revived: kept))
+            previous = zeroed
+            trainer.load(from: run.model)
+        }
+        trainer.writeBack(into: run.model)
+        run.record.finetune.append(.init(stage: index, epochs: reports))
+        let result = try Pruner.prune(run.model, options: prune)
+        run.record.softPruning.append(soft)
+        run.record.pruning.append(.init(stage: index, criterion: "l2 (soft)", target: "ratio \(sp.ratio)", before: result.before, after: result.after, groups: result.widths))
+        run.teacher = teacher
+        run.log("soft pruning: " + soft.rounds.map { "epoch \($0.epoch): zeroed \($0.zeroed), \($0.regrown) of \($0.previouslyZeroed) regrown, \($0.revived) revived" }.joined(separator: "; "))
     }
 
     /// Trains `model` in place.
@@ -87,8 +146,8 @@ public struct SweepStage: PipelineStage {
         targets = try t.sequence().map { n in let (target, text) = try parseTarget(n); return (target, text, n) }
         guard !targets.isEmpty else { throw t.error("targets is empty") }
         criteria = try fields["criteria"]?.strings() ?? ["l2"]
-        for (i, c) in criteria.enumerated() where !Criteria.names.contains(c) {
-            throw (try fields["criteria"]!.sequence()[i]).error("unknown criterion '\(c)'; known: \(Criteria.names.joined(separator: ", "))")
+        for (i, c) in criteria.enumerated() {
+            do { _ = try Criteria.parse(c) } catch { throw (try fields["criteria"]!.sequence()[i]).error("\(error)") }
         }
         pruneNode = fields["prune"] ?? node
         prune = try fields["prune"]?.mapping(allowed: PruneStage.keys.filter { $0 != "target" && $0 != "criterion" }) ?? [:]
@@ -124,7 +183,7 @@ public struct SweepStage: PipelineStage {
                 let model = try Pruner.copy(run.model)
                 let teacher = try Pruner.copy(run.model)
                 let p = try stage(t, criterion, context: &context)
-                let result = try Pruner.prune(model, options: p.options(seed: run.spec.seed))
+                let result = try Pruner.prune(model, options: p.options(seed: run.spec.seed), calibration: try p.calibration(run))
                 if let f = finetune { try f.train(model, teacher: f.distill ? teacher : nil, run: run, checkpoint: nil, record: nil) }
                 var point = RunRecord.SweepPoint(criterion: criterion, target: t.1, flops: result.after.flops, params: result.after.params)
                 if run.spec.data.val != nil {

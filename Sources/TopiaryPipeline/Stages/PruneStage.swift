@@ -1,6 +1,7 @@
 import Foundation
 import TopiaryIR
 import TopiaryPruning
+import TopiaryEngine
 
 /// `target: {flops: F}` / `{params: P}` / `{ratio: R}`.
 func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
@@ -23,7 +24,7 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed", "calibration_batches"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
@@ -33,6 +34,7 @@ public struct PruneStage: PipelineStage {
     let ignore: [String]
     let combine: ScoreCombination
     let seed: UInt64?
+    let calibrationBatches: Int
     /// Where the target is, for errors found once the model is analysed.
     let targetNode: SpecNode?
 
@@ -43,9 +45,23 @@ public struct PruneStage: PipelineStage {
     /// With `given`, the target comes from elsewhere (a sweep) instead of `fields`.
     init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext, given: (PruningTarget, String, SpecNode)?) throws {
         criterion = try fields.string("criterion") ?? "l2"
-        guard Criteria.names.contains(criterion) else {
-            throw fields["criterion"]!.error("unknown criterion '\(criterion)'; known: \(Criteria.names.joined(separator: ", "))")
+        do {
+            let c = try Criteria.parse(criterion)
+            if !c.requirements.isEmpty && !context.spec.train {
+                throw fields["criterion"]!.error("criterion \(criterion) needs calibration data: add data.train to the pipeline")
+            }
+        } catch let e as FormulaError {
+            // Point at the offending character inside the formula.
+            let n = fields["criterion"]!
+            var offset = (criterion.distance(from: criterion.startIndex, to: criterion.firstIndex(of: ":")!) + 1)
+                + criterion.dropFirst(5).prefix(while: { $0 == " " }).count
+            // A quoted scalar's mark is at its opening quote.
+            if let style = n.node.scalar?.style, style == .doubleQuoted || style == .singleQuoted { offset += 1 }
+            throw SpecError(file: n.file, line: n.line, column: n.column + offset + e.column - 1, message: "\(n.path): \(e.message)")
+        } catch let e as IRError {
+            throw fields["criterion"]!.error("\(e)")
         }
+        calibrationBatches = try fields.int("calibration_batches") ?? 4
         if let given {
             (target, targetText, targetNode) = (given.0, given.1, given.2)
         } else {
@@ -81,7 +97,7 @@ public struct PruneStage: PipelineStage {
     public var label: String { "prune \(criterion) to \(targetText)" }
 
     func options(seed runSeed: UInt64) -> PruningOptions {
-        PruningOptions(criterion: Criteria.named(criterion, seed: seed ?? runSeed, combination: combine)!,
+        PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
                        allocation: AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels),
                        ignore: Set(ignore))
     }
@@ -90,7 +106,7 @@ public struct PruneStage: PipelineStage {
         run.teacher = try Pruner.copy(run.model)
         let result: PruningResult
         do {
-            result = try Pruner.prune(run.model, options: options(seed: run.spec.seed))
+            result = try Pruner.prune(run.model, options: options(seed: run.spec.seed), calibration: try calibration(run))
         } catch let e as UnreachableTarget {
             if let n = targetNode { throw n.error(e.description) }
             throw e
@@ -100,11 +116,21 @@ public struct PruneStage: PipelineStage {
                        ReportRenderer.count(result.before.flops), ReportRenderer.count(result.after.flops), Double(result.after.flops) / Double(max(result.before.flops, 1))))
     }
 
+    /// Calibration statistics on the training data, when the criterion needs them.
+    func calibration(_ run: RunContext) throws -> CalibrationData? {
+        guard !options(seed: run.spec.seed).criterion.requirements.isEmpty else { return nil }
+        let c = try Calibration.gather(model: run.model, data: try run.dataset("train"), batches: calibrationBatches, threads: run.spec.threads, seed: run.spec.seed)
+        return CalibrationData(channelTaylor: c.channelTaylor, filterGradientNorm: c.filterGradientNorm, batches: c.batches)
+    }
+
     /// Checks before the run that the target can be met on `model` (the model as loaded).
     func checkReachable(on model: Model, seed: UInt64) throws {
         guard case .ratio = target else {
             let probe = try Pruner.copy(model)
-            do { _ = try Pruner.prune(probe, options: options(seed: seed)) } catch let e as UnreachableTarget {
+            // Reachability depends on the graph, not the scores: a data-free criterion stands in.
+            var o = options(seed: seed)
+            if !o.criterion.requirements.isEmpty { o.criterion = MagnitudeImportance(norm: 2) }
+            do { _ = try Pruner.prune(probe, options: o) } catch let e as UnreachableTarget {
                 throw (targetNode ?? SpecNode(.init(""), file: "")).error(e.description)
             }
             return

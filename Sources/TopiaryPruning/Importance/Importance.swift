@@ -8,15 +8,22 @@ public enum ImportanceRequirement: Sendable, Hashable {
     case gradients
 }
 
-/// Activations and gradients by value name, gathered on calibration data for criteria that need
-/// them (filled by the engine; magnitude criteria ignore it).
-public struct CalibrationData {
-    public var activations: [String: Tensor]
-    public var gradients: [String: Tensor]
+/// Statistics gathered by running the model on calibration batches (the engine fills them;
+/// magnitude criteria ignore them).
+public struct CalibrationData: Sendable {
+    /// Per activation value (by name), per channel (axis 1): Σ over samples of |Σ over positions of
+    /// activation × gradient of the loss|, the first-order Taylor estimate of the loss change.
+    public var channelTaylor: [String: [Double]]
+    /// Per weight initializer (by name), per output filter (axis 0): the L2 norm of its gradient,
+    /// accumulated over the batches.
+    public var filterGradientNorm: [String: [Double]]
+    /// Batches used.
+    public var batches: Int
 
-    public init(activations: [String: Tensor] = [:], gradients: [String: Tensor] = [:]) {
-        self.activations = activations
-        self.gradients = gradients
+    public init(channelTaylor: [String: [Double]] = [:], filterGradientNorm: [String: [Double]] = [:], batches: Int = 0) {
+        self.channelTaylor = channelTaylor
+        self.filterGradientNorm = filterGradientNorm
+        self.batches = batches
     }
 }
 
@@ -49,11 +56,20 @@ public enum Criteria {
         case "bn_scale": return BNScaleImportance(combination: combination)
         case "fpgm": return FPGMImportance(combination: combination)
         case "random": return RandomImportance(seed: seed)
-        default: return nil
+        case "taylor": return TaylorImportance(combination: combination)
+        case "similarity": return SimilarityImportance(combination: combination)
+        default:
+            if name.hasPrefix("expr:") { return try? FormulaImportance(String(name.dropFirst(5)), combination: combination) }
+            return nil
         }
     }
 
-    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random"]
+    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random", "taylor", "similarity"]
+
+    /// True for criteria that need calibration data (activations and gradients).
+    public static func needsData(_ name: String) -> Bool {
+        named(name).map { !$0.requirements.isEmpty } ?? false
+    }
 }
 
 /// Accumulates per-member scores into per-class scores.

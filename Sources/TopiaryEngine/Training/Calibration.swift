@@ -1,0 +1,69 @@
+import Foundation
+import TopiaryIR
+
+/// Statistics of a model on calibration batches, for data-driven pruning criteria: per channel of
+/// every activation, Σ over samples of |Σ over positions of activation × ∂loss/∂activation| (the
+/// first-order Taylor estimate of the loss change when the channel is removed); per output filter
+/// of every trained weight, the L2 norm of its gradient. BatchNormalization runs in inference mode.
+public enum Calibration {
+    public struct Result: Sendable {
+        public var channelTaylor: [String: [Double]]
+        public var filterGradientNorm: [String: [Double]]
+        public var batches: Int
+    }
+
+    public static func gather(model: Model, data: Dataset, batches: Int = 4, batch: Int = 64, threads: Int = 2, seed: UInt64 = 0) throws -> Result {
+        setComputeThreads(threads)
+        let b = min(batch, data.count)
+        guard b > 0 else { throw EngineError.data("no calibration samples") }
+        let program = try Program(model: model, batch: b, trainable: true)
+        let classes = program.outputShape.last ?? 1
+        guard data.sampleShape == program.inputShape else {
+            throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
+        }
+        var rng = SplitMix(seed: seed)
+        var order = Array(0..<data.count)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+        let sample = data.sampleSize
+        var input = [Float](repeating: 0, count: b * sample)
+        var grad = [Float](repeating: 0, count: b * classes)
+        var labels = [Int32](repeating: 0, count: b)
+        let activations = program.valueIDs.filter { name, id in
+            id != program.inputID && program.store.shapes[id].count >= 2 && program.store.shapes[id][0] == b && program.store.grads[id] != nil
+                && !program.parameters.contains { $0.id == id }
+        }
+        var taylor = activations.mapValues { [Double](repeating: 0, count: program.store.shapes[$0][1]) }
+        var gradSq = Dictionary(uniqueKeysWithValues: program.parameters.map { ($0.name, [Double](repeating: 0, count: program.store.shapes[$0.id].first ?? 1)) })
+        let used = min(batches, max(data.count / b, 1))
+        for k in 0..<used {
+            for j in 0..<b {
+                let idx = order[(k * b + j) % order.count]
+                labels[j] = data.labels[idx]
+                for t in 0..<sample { input[j * sample + t] = data.images[idx * sample + t] }
+            }
+            let logits = input.withUnsafeBufferPointer { program.forward($0, training: false) }
+            _ = grad.withUnsafeMutableBufferPointer { Loss.crossEntropy(logits: logits, labels: labels[...], classes: classes, options: LossOptions(), teacher: nil, grad: $0) }
+            grad.withUnsafeBufferPointer { program.backward($0) }
+            for (name, id) in activations {
+                let shape = program.store.shapes[id]
+                let c = shape[1], inner = shape.dropFirst(2).reduce(1, *)
+                let a = program.store.values[id], g = program.store.grads[id]!
+                for s in 0..<b {
+                    for ch in 0..<c {
+                        let base = (s * c + ch) * inner
+                        var dot: Double = 0
+                        for q in 0..<inner { dot += Double(a[base + q] * g[base + q]) }
+                        taylor[name]![ch] += abs(dot)
+                    }
+                }
+            }
+            for (i, p) in program.parameters.enumerated() {
+                let (_, g, n) = program.parameter(i)
+                let filters = program.store.shapes[p.id].first ?? 1
+                let per = max(n / max(filters, 1), 1)
+                for f in 0..<filters { for q in 0..<per { let v = Double(g[f * per + q]); gradSq[p.name]![f] += v * v } }
+            }
+        }
+        return Result(channelTaylor: taylor, filterGradientNorm: gradSq.mapValues { $0.map { $0.squareRoot() } }, batches: used)
+    }
+}

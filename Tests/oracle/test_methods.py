@@ -1,0 +1,106 @@
+"""Data-driven criteria, formulas and soft filter pruning: each gives a valid pruned model equal to
+its masked twin; formula errors carry the column; SFP's zeroed filters grow back and can revive."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import FIXTURES, ROOT, check_model, fixture_path, topiary
+from test_prune import prune_and_check
+
+TRAIN = os.path.join(ROOT, "fixtures", "data", "digits_train.npz")
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_taylor_prunes_every_fixture(name, outdir):
+    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "taylor", "--data", TRAIN, "--allocation", "global")
+    assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
+
+
+@pytest.mark.parametrize("criterion", ["similarity", "expr: l2 * abs(bn_gamma)", "expr: sqrt(l1) + 0.5 * taylor - 0.1 * std", "expr: grad_l2 / (fan_in + 1)"])
+def test_similarity_and_formula_criteria(criterion, outdir):
+    prune_and_check(fixture_path("mobilenetv3"), outdir, "--ratio", "0.4", "--criterion", criterion, "--data", TRAIN)
+
+
+def test_criteria_rank_differently(outdir):
+    """Different criteria choose different channels (the pruned weights differ)."""
+    outs = []
+    for c in ("l2", "taylor", "similarity"):
+        out = outdir / f"{c}.onnx"
+        topiary("prune", fixture_path("small_resnet"), out, "--ratio", "0.5", "--criterion", c, "--data", TRAIN)
+        outs.append({t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer})
+    w = "layers.0.c1.0.weight"
+    assert not np.array_equal(outs[0][w], outs[1][w]) and not np.array_equal(outs[0][w], outs[2][w])
+
+
+def test_taylor_without_data_is_refused(outdir):
+    proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--ratio", "0.5", "--criterion", "taylor", check=False)
+    assert proc.returncode != 0 and "needs calibration data" in proc.stderr
+
+
+def test_formula_errors_point_at_the_column(outdir):
+    proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--ratio", "0.5", "--criterion", "expr: l2 * gama", check=False)
+    assert proc.returncode != 0 and "column 6: unknown variable 'gama'" in proc.stderr
+    text = f"model: {fixture_path('small_resnet')}\nstages:\n  - prune: {{target: {{ratio: 0.5}}, criterion: \"expr: l2 * gama\"}}\n"
+    p = outdir / "p.yml"
+    p.write_text(text)
+    proc = topiary("validate", p, check=False)
+    # The opening quote is at column 46, so 'gama' (the 12th character of the string) is at 58.
+    assert proc.returncode == 1 and f"{p}:3:58: " in proc.stderr and "unknown variable 'gama'" in proc.stderr, proc.stderr
+
+
+def tiny_sfp_model(path):
+    """A 1×1 conv with two small filters the classifier relies on and two large ones it ignores."""
+    W = np.array([[[[0.01]]], [[[0.02]]], [[[5.0]]], [[[5.0]]]], np.float32)
+    fc = np.zeros((10, 4), np.float32)
+    fc[:, :2] = np.random.default_rng(0).standard_normal((10, 2)) * 3
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"), helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc", "fb"], ["logits"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+                          [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+                           numpy_helper.from_array(fc, "fc"), numpy_helper.from_array(np.zeros(10, np.float32), "fb")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+def test_soft_filter_pruning_lets_zeroed_filters_recover(outdir):
+    """The two useful filters start smallest, so SFP zeroes them first; the data pushes them back
+    up while weight decay shrinks the unused ones, and at the next round a zeroed filter is kept."""
+    tiny_sfp_model(outdir / "tiny.onnx")
+    (outdir / "p.yml").write_text(f"""model: tiny.onnx
+data: {{train: {TRAIN}}}
+stages:
+  - finetune: {{epochs: 3, lr: 0.5, momentum: 0.9, weight_decay: 0.02, soft_prune: {{ratio: 0.5, every: 1}}}}
+  - export: {{path: sfp.onnx}}
+""")
+    topiary("run", outdir / "p.yml", "--out", outdir / "run")
+    report = json.loads((outdir / "run" / "report.json").read_text())
+    rounds = report["softPruning"][0]["rounds"]
+    assert [r["zeroed"] for r in rounds] == [2, 2, 2]
+    assert all(r["regrown"] >= 1 for r in rounds[1:])
+    assert any(r["revived"] >= 1 for r in rounds[1:])
+    pruned = onnx.load(str(outdir / "run" / "sfp.onnx"))
+    check_model(str(outdir / "run" / "sfp.onnx"))
+    assert list(next(t for t in pruned.graph.initializer if t.name == "w").dims) == [2, 1, 1, 1]
+
+
+def test_soft_pruning_on_a_fixture(outdir):
+    (outdir / "p.yml").write_text(f"""model: {fixture_path('small_resnet')}
+data: {{train: {TRAIN}, val: {os.path.join(ROOT, 'fixtures', 'data', 'digits_val.npz')}}}
+stages:
+  - finetune: {{epochs: 2, lr: 0.02, soft_prune: {{ratio: 0.3}}}}
+  - evaluate: {{name: sfp}}
+  - export: {{path: sfp.onnx}}
+""")
+    topiary("run", outdir / "p.yml", "--out", outdir / "run")
+    report = json.loads((outdir / "run" / "report.json").read_text())
+    p = report["pruning"][0]
+    assert p["after"]["params"] < 0.75 * p["before"]["params"]
+    assert report["evaluations"][0]["top1"] > 0.9
+    check_model(str(outdir / "run" / "sfp.onnx"))
