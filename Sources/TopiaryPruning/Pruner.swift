@@ -82,7 +82,14 @@ public enum Pruner {
         clock.lap("dependency analysis")
         let scores = try options.criterion.scores(analysis, calibration: calibration)
         clock.lap("importance (\(options.criterion.name))")
-        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation) {
+        var allocationOptions = options.allocation
+        if allocationOptions.strategy == .hsic {
+            guard let layers = calibration?.layerImportance, !layers.isEmpty else {
+                throw IRError.unsupported("allocation hsic needs calibration data (topiary prune --data, or data.train in a pipeline)")
+            }
+            allocationOptions.groupImportance = analysis.groupImportance(layers)
+        }
+        let allocation = try Allocation.allocate(analysis, scores: scores, options: allocationOptions) {
             CostEstimator(analysis: analysis, cost: beforeCost)
         }
         clock.lap("allocation")

@@ -19,7 +19,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of channels to remove (0 ≤ R < 1).") var ratio: Double?
     @Option(help: "Fraction of the FLOPs to keep (0 < F ≤ 1).") var flops: Double?
     @Option(help: "Fraction of the parameters to keep (0 < P ≤ 1).") var params: Double?
-    @Option(help: "uniform (each group loses the same fraction) or global (one ranking).") var allocation = "uniform"
+    @Option(help: "uniform (each group loses the same fraction), global (one ranking) or hsic (per-layer ratios from HSIC with the output; needs --data).") var allocation = "uniform"
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
     @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
@@ -36,7 +36,7 @@ struct PruneCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform or global") }
+        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global or hsic") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
     }
 
@@ -46,10 +46,17 @@ struct PruneCommand: ParsableCommand {
             let target: PruningTarget = ratio.map { .ratio($0) } ?? flops.map { .flops($0) } ?? .params(params ?? 1)
             let importance = try Criteria.parse(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)
             var calibration: CalibrationData?
-            if !importance.requirements.isEmpty {
-                guard let data else { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
-                let c = try Calibration.gather(model: model, data: try Dataset.load(data), batches: calibrationBatches, seed: seed)
-                calibration = CalibrationData(channelTaylor: c.channelTaylor, filterGradientNorm: c.filterGradientNorm, batches: c.batches)
+            let wantsHSIC = allocation == "hsic"
+            if !importance.requirements.isEmpty || wantsHSIC {
+                guard let data else { throw ValidationError("\(wantsHSIC ? "allocation hsic" : "criterion \(criterion)") needs calibration data: add --data FILE") }
+                let d = try Dataset.load(data)
+                var c = CalibrationData()
+                if !importance.requirements.isEmpty {
+                    let g = try Calibration.gather(model: model, data: d, batches: calibrationBatches, seed: seed)
+                    c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches)
+                }
+                if wantsHSIC { c.layerImportance = try HSIC.layerImportance(model: model, data: d, seed: seed) }
+                calibration = c
             }
             let options = PruningOptions(
                 criterion: importance,

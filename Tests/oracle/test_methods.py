@@ -104,3 +104,16 @@ stages:
     assert p["after"]["params"] < 0.75 * p["before"]["params"]
     assert report["evaluations"][0]["top1"] > 0.9
     check_model(str(outdir / "run" / "sfp.onnx"))
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "mobilenetv2", "shufflenetv2"])
+def test_hsic_allocation(name, outdir):
+    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--allocation", "hsic", "--data", TRAIN)
+    assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
+    kept = [g["after"] / g["before"] for g in r["groups"] if g["before"] > 1 and g["after"] < g["before"]]
+    assert len(set(round(k, 2) for k in kept)) > 1, "hsic gave every group the same ratio"
+
+
+def test_hsic_allocation_needs_data(outdir):
+    proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--flops", "0.5", "--allocation", "hsic", check=False)
+    assert proc.returncode != 0 and "needs calibration data" in proc.stderr

@@ -70,8 +70,9 @@ public struct PruneStage: PipelineStage {
             targetNode = t
         }
         let a = try fields.string("allocation") ?? "global"
-        guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform or global") }
+        guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform, global or hsic") }
         allocation = strategy
+        if strategy == .hsic && !context.spec.train { throw fields["allocation"]!.error("allocation hsic needs calibration data: add data.train to the pipeline") }
         roundTo = try fields.int("round_to") ?? 1
         minChannels = try fields.int("min_channels") ?? 1
         guard roundTo >= 1 else { throw fields["round_to"]!.error("round_to must be ≥ 1") }
@@ -118,9 +119,15 @@ public struct PruneStage: PipelineStage {
 
     /// Calibration statistics on the training data, when the criterion needs them.
     func calibration(_ run: RunContext) throws -> CalibrationData? {
-        guard !options(seed: run.spec.seed).criterion.requirements.isEmpty else { return nil }
-        let c = try Calibration.gather(model: run.model, data: try run.dataset("train"), batches: calibrationBatches, threads: run.spec.threads, seed: run.spec.seed)
-        return CalibrationData(channelTaylor: c.channelTaylor, filterGradientNorm: c.filterGradientNorm, batches: c.batches)
+        let needsGradients = !options(seed: run.spec.seed).criterion.requirements.isEmpty
+        guard needsGradients || allocation == .hsic else { return nil }
+        var c = CalibrationData()
+        if needsGradients {
+            let g = try Calibration.gather(model: run.model, data: try run.dataset("train"), batches: calibrationBatches, threads: run.spec.threads, seed: run.spec.seed)
+            c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches)
+        }
+        if allocation == .hsic { c.layerImportance = try HSIC.layerImportance(model: run.model, data: try run.dataset("train"), threads: run.spec.threads, seed: run.spec.seed) }
+        return c
     }
 
     /// Checks before the run that the target can be met on `model` (the model as loaded).
@@ -130,6 +137,7 @@ public struct PruneStage: PipelineStage {
             // Reachability depends on the graph, not the scores: a data-free criterion stands in.
             var o = options(seed: seed)
             if !o.criterion.requirements.isEmpty { o.criterion = MagnitudeImportance(norm: 2) }
+            if o.allocation.strategy == .hsic { o.allocation.strategy = .global }
             do { _ = try Pruner.prune(probe, options: o) } catch let e as UnreachableTarget {
                 throw (targetNode ?? SpecNode(.init(""), file: "")).error(e.description)
             }

@@ -17,6 +17,10 @@ public enum AllocationStrategy: String, Sendable, CaseIterable {
     case uniform
     /// One ranking of all channels, scores normalised within each group.
     case global
+    /// Keep-ratios per group from layer importance (HSIC with the output, ITPruner): a group keeps
+    /// a fraction proportional to its importance, scaled to meet the target; channels within a
+    /// group go by the criterion's scores.
+    case hsic
 }
 
 /// Options of an allocation.
@@ -27,6 +31,8 @@ public struct AllocationOptions: Sendable {
     public var roundTo: Int
     /// No group keeps fewer channels than this.
     public var minChannels: Int
+    /// Importance of each group (by group id), for `hsic`.
+    public var groupImportance: [Int: Double] = [:]
 
     public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
         self.target = target
@@ -97,14 +103,45 @@ public struct Allocation {
             return out
         }
 
+        // HSIC: keep-ratio of group g is clamp(c · s_g / mean(s)); x ∈ [0, 1] maps to c from its
+        // largest useful value (keep everything) down to 0 (every group at its floor).
+        let importance: [Double] = groups.map { options.groupImportance[$0.id] ?? 0 }
+        let meanImportance = importance.isEmpty ? 1 : max(importance.reduce(0, +) / Double(importance.count), 1e-12)
+        let relative = importance.map { max($0 / meanImportance, 1e-6) }
+        let cMax = 1 / (relative.min() ?? 1)
+        func hsic(_ x: Double) -> Set<Int> {
+            let c = (1 - x) * cMax
+            var out = Set<Int>()
+            for (g, group) in groups.enumerated() {
+                let keepRatio = min(1, c * relative[g])
+                let keep = keepCount(g, removing: group.width - Int((Double(group.width) * keepRatio).rounded()))
+                out.formUnion(ranked[g].prefix(group.width - keep))
+            }
+            return out
+        }
+
         let total = groups.reduce(0) { $0 + $1.prunableClasses.count }
         func candidate(_ x: Double) -> Set<Int> {
-            options.strategy == .uniform ? uniform(x) : global(Int((x * Double(total)).rounded()))
+            switch options.strategy {
+            case .uniform: return uniform(x)
+            case .global: return global(Int((x * Double(total)).rounded()))
+            case .hsic: return hsic(x)
+            }
         }
 
         switch options.target {
         case .ratio(let r):
             guard r >= 0 && r < 1 else { throw UnreachableTarget(description: "ratio \(r) must be in [0, 1)") }
+            if options.strategy == .hsic {
+                // The x whose removal count is closest to r of the prunable channels.
+                let want = Int((r * Double(total)).rounded())
+                var lo = 0.0, hi = 1.0
+                for _ in 0..<40 {
+                    let mid = (lo + hi) / 2
+                    if hsic(mid).count < want { lo = mid } else { hi = mid }
+                }
+                return Allocation(removed: hsic(hi))
+            }
             return Allocation(removed: candidate(r))
         case .flops(let keep), .params(let keep):
             guard keep > 0 && keep <= 1 else { throw UnreachableTarget(description: "a keep fraction of \(keep) must be in (0, 1]") }

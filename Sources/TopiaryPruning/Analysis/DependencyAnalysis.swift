@@ -112,6 +112,19 @@ public final class DependencyAnalysis {
         self.groups = groups
     }
 
+    /// Mean importance of the layers that create each group's channels, by group id, from
+    /// per-value importances (HSIC of the producer's output).
+    public func groupImportance(_ values: [String: Double]) -> [Int: Double] {
+        var sum: [Int: Double] = [:], count: [Int: Int] = [:]
+        for space in graph.spaces where space.size > 0 {
+            guard let v = values[space.name] else { continue }
+            let g = classes[atomClass[space.firstAtom]].group
+            sum[g, default: 0] += v
+            count[g, default: 0] += 1
+        }
+        return sum.mapValues { $0 }.reduce(into: [:]) { $0[$1.key] = $1.value / Double(count[$1.key] ?? 1) }
+    }
+
     /// Atom ids of a member, as class ids.
     func classIDs(_ atoms: [Int]) -> [Int] { atoms.map { atomClass[$0] } }
 

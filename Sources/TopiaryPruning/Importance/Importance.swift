@@ -19,11 +19,15 @@ public struct CalibrationData: Sendable {
     public var filterGradientNorm: [String: [Double]]
     /// Batches used.
     public var batches: Int
+    /// Per activation value (by name): normalised HSIC between the layer's features and the
+    /// network's output (ITPruner's layer importance), for `allocation: hsic`.
+    public var layerImportance: [String: Double]
 
-    public init(channelTaylor: [String: [Double]] = [:], filterGradientNorm: [String: [Double]] = [:], batches: Int = 0) {
+    public init(channelTaylor: [String: [Double]] = [:], filterGradientNorm: [String: [Double]] = [:], batches: Int = 0, layerImportance: [String: Double] = [:]) {
         self.channelTaylor = channelTaylor
         self.filterGradientNorm = filterGradientNorm
         self.batches = batches
+        self.layerImportance = layerImportance
     }
 }
 
