@@ -152,6 +152,18 @@ public final class Program {
         return times.sorted { $0.value > $1.value }
     }
 
+    /// Re-estimates every BatchNormalization's running statistics as the average of its batch
+    /// statistics over `batches` training-mode passes (after channels were zeroed or widths changed).
+    public func recalibrateBatchNorm(_ batches: [[Float]]) {
+        let norms = kernels.compactMap { $0 as? BatchNormKernel }
+        for n in norms { n.recalibrated = 0 }
+        for b in batches {
+            _ = b.withUnsafeBufferPointer { forward($0, training: true) }
+            for n in norms { n.recalibrated = (n.recalibrated ?? 0) + 1 }
+        }
+        for n in norms { n.recalibrated = nil }
+    }
+
     /// Seconds each kernel type takes in one backward pass (after a forward), for profiling.
     public func profileBackward(_ outputGradient: UnsafeBufferPointer<Float>) -> [(String, Double)] {
         store.zeroGrads()

@@ -8,6 +8,11 @@ public struct PruningOptions: Sendable {
     /// Node, tensor or value names whose channels are never removed.
     public var ignore: Set<String>
 
+    /// For `allocation: search`: scores a model whose removed channels are zeroed (higher is
+    /// better), and receives progress after each generation.
+    public var fitness: (@Sendable (Model) throws -> Double)?
+    public var searchProgress: (@Sendable (SearchProgress) -> Void)?
+
     public init(criterion: any Importance, allocation: AllocationOptions, ignore: Set<String> = []) {
         self.criterion = criterion
         self.allocation = allocation
@@ -89,9 +94,20 @@ public enum Pruner {
             }
             allocationOptions.groupImportance = analysis.groupImportance(layers)
         }
-        let allocation = try Allocation.allocate(analysis, scores: scores, options: allocationOptions) {
-            CostEstimator(analysis: analysis, cost: beforeCost)
+        var fitness: ((Set<Int>) throws -> Double)?
+        if allocationOptions.strategy == .search, let score = options.fitness {
+            // Each candidate: a copy of the model with its removed channels zeroed.
+            let base = try ModelFile.encode(model)
+            fitness = { removed in
+                let candidate = try base.withUnsafeBytes { try ModelFile.decode($0) }
+                let a = try DependencyAnalysis(model: candidate, ignore: options.ignore)
+                try Masking.apply(a, removing: removed)
+                return try score(candidate)
+            }
         }
+        let allocation = try Allocation.allocate(analysis, scores: scores, options: allocationOptions, makeEstimator: {
+            CostEstimator(analysis: analysis, cost: beforeCost)
+        }, fitness: fitness, progress: options.searchProgress)
         clock.lap("allocation")
         let widths = analysis.groups.filter { $0.width > 0 }.map { g in
             GroupWidth(group: g.id, producers: g.producers, before: g.width, after: g.classes.filter { !allocation.removed.contains($0) }.count)

@@ -19,7 +19,9 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of channels to remove (0 ≤ R < 1).") var ratio: Double?
     @Option(help: "Fraction of the FLOPs to keep (0 < F ≤ 1).") var flops: Double?
     @Option(help: "Fraction of the parameters to keep (0 < P ≤ 1).") var params: Double?
-    @Option(help: "uniform (each group loses the same fraction), global (one ranking) or hsic (per-layer ratios from HSIC with the output; needs --data).") var allocation = "uniform"
+    @Option(help: "uniform (each group loses the same fraction), global (one ranking), hsic (per-layer ratios from HSIC with the output) or search (evolutionary width search); hsic and search need --data.") var allocation = "uniform"
+    @Option(help: "With --allocation search: candidates per generation.") var population = 8
+    @Option(help: "With --allocation search: generations.") var generations = 4
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
     @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
@@ -36,7 +38,7 @@ struct PruneCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global or hsic") }
+        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global, hsic or search") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
     }
 
@@ -47,8 +49,9 @@ struct PruneCommand: ParsableCommand {
             let importance = try Criteria.parse(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)
             var calibration: CalibrationData?
             let wantsHSIC = allocation == "hsic"
+            if (allocation == "search" || wantsHSIC) && data == nil { throw ValidationError("allocation \(allocation) needs calibration data: add --data FILE") }
             if !importance.requirements.isEmpty || wantsHSIC {
-                guard let data else { throw ValidationError("\(wantsHSIC ? "allocation hsic" : "criterion \(criterion)") needs calibration data: add --data FILE") }
+                guard let data else { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
                 let d = try Dataset.load(data)
                 var c = CalibrationData()
                 if !importance.requirements.isEmpty {
@@ -58,10 +61,17 @@ struct PruneCommand: ParsableCommand {
                 if wantsHSIC { c.layerImportance = try HSIC.layerImportance(model: model, data: d, seed: seed) }
                 calibration = c
             }
-            let options = PruningOptions(
+            var options = PruningOptions(
                 criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
+            if allocation == "search", let data {
+                options.allocation.search = SearchOptions(population: population, generations: generations, seed: seed)
+                options.fitness = SearchFitness.make(train: try Dataset.load(data), validation: nil, seed: seed)
+                options.searchProgress = { p in
+                    FileHandle.standardError.write(Data(String(format: "search generation %d/%d: best %.4f, mean %.4f (%d candidates scored)\n", p.generation, p.generations, p.best, p.mean, p.evaluated).utf8))
+                }
+            }
             let result: PruningResult
             do {
                 result = try Pruner.prune(model, options: options, calibration: calibration, writeMasked: writeMasked != nil)

@@ -1,6 +1,7 @@
 """Data-driven criteria, formulas and soft filter pruning: each gives a valid pruned model equal to
 its masked twin; formula errors carry the column; SFP's zeroed filters grow back and can revive."""
 import json
+import re
 import os
 
 import numpy as np
@@ -117,3 +118,29 @@ def test_hsic_allocation(name, outdir):
 def test_hsic_allocation_needs_data(outdir):
     proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--flops", "0.5", "--allocation", "hsic", check=False)
     assert proc.returncode != 0 and "needs calibration data" in proc.stderr
+
+
+def test_evolutionary_width_search(outdir):
+    proc = topiary("prune", fixture_path("mobilenetv2"), outdir / "pruned.onnx", "--flops", "0.5", "--allocation", "search",
+                   "--data", TRAIN, "--population", "6", "--generations", "3", "--write-masked", outdir / "masked.onnx", "--report", outdir / "r.json")
+    best = [float(m) for m in re.findall(r"best ([0-9.]+)", proc.stderr)]
+    assert len(best) == 3 and best == sorted(best), proc.stderr  # elites survive: the best never gets worse
+    assert best[-1] > 0.3
+    r = json.loads((outdir / "r.json").read_text())
+    assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
+    check_model(str(outdir / "pruned.onnx"))
+    from conftest import random_feeds, relative_error, run, session
+    feeds = random_feeds(session(fixture_path("mobilenetv2")))
+    assert relative_error(run(str(outdir / "masked.onnx"), feeds)[0], run(str(outdir / "pruned.onnx"), feeds)[0]) <= 1e-4
+
+
+def test_search_in_a_pipeline(outdir):
+    (outdir / "p.yml").write_text(f"""model: {fixture_path('small_resnet')}
+data: {{train: {TRAIN}}}
+stages:
+  - prune: {{target: {{flops: 0.6}}, allocation: search, search: {{population: 4, generations: 2}}}}
+  - export: {{path: s.onnx}}
+""")
+    log = topiary("run", outdir / "p.yml", "--out", outdir / "run").stdout
+    assert "search generation 2/2" in log
+    check_model(str(outdir / "run" / "s.onnx"))

@@ -10,6 +10,9 @@ final class BatchNormKernel: Kernel {
     var xhat: [Float]
     var invStd: [Float]
     var trainedLast = false
+    /// When set, training-mode passes average batch statistics into the running ones (BatchNorm
+    /// recalibration) instead of the momentum update; counts the batches seen.
+    var recalibrated: Int?
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0)
@@ -51,8 +54,14 @@ final class BatchNormKernel: Kernel {
                 mu = Float(meanD)
                 v = Float(max(sq / Double(count) - meanD * meanD, 0))
                 let unbiased = count > 1 ? v * count / (count - 1) : v
-                rm[ch] = momentum * rm[ch] + (1 - momentum) * mu
-                rv[ch] = momentum * rv[ch] + (1 - momentum) * unbiased
+                if let k = recalibrated {
+                    let w = Float(k) / Float(k + 1)
+                    rm[ch] = k == 0 ? mu : w * rm[ch] + (1 - w) * mu
+                    rv[ch] = k == 0 ? unbiased : w * rv[ch] + (1 - w) * unbiased
+                } else {
+                    rm[ch] = momentum * rm[ch] + (1 - momentum) * mu
+                    rv[ch] = momentum * rv[ch] + (1 - momentum) * unbiased
+                }
             } else {
                 (mu, v) = (rm[ch], rv[ch])
             }
@@ -81,6 +90,7 @@ final class BatchNormKernel: Kernel {
     func backward(_ s: Store) {
         guard let gy = s.grads[y] else { return }
         let g = s.values[scale]
+        _ = recalibrated
         let gx = s.grads[x], gg = s.grads[scale], gb = s.grads[bias]
         let count = Float(n * plane)
         for ch in 0..<c {

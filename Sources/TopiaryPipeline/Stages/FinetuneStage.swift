@@ -183,7 +183,7 @@ public struct SweepStage: PipelineStage {
                 let model = try Pruner.copy(run.model)
                 let teacher = try Pruner.copy(run.model)
                 let p = try stage(t, criterion, context: &context)
-                let result = try Pruner.prune(model, options: p.options(seed: run.spec.seed), calibration: try p.calibration(run))
+                let result = try Pruner.prune(model, options: try p.runOptions(run), calibration: try p.calibration(run))
                 if let f = finetune { try f.train(model, teacher: f.distill ? teacher : nil, run: run, checkpoint: nil, record: nil) }
                 var point = RunRecord.SweepPoint(criterion: criterion, target: t.1, flops: result.after.flops, params: result.after.params)
                 if run.spec.data.val != nil {

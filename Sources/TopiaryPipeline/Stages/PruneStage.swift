@@ -24,7 +24,7 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed", "calibration_batches"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed", "calibration_batches", "search"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
@@ -35,6 +35,7 @@ public struct PruneStage: PipelineStage {
     let combine: ScoreCombination
     let seed: UInt64?
     let calibrationBatches: Int
+    let search: SearchOptions
     /// Where the target is, for errors found once the model is analysed.
     let targetNode: SpecNode?
 
@@ -72,7 +73,20 @@ public struct PruneStage: PipelineStage {
         let a = try fields.string("allocation") ?? "global"
         guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform, global or hsic") }
         allocation = strategy
-        if strategy == .hsic && !context.spec.train { throw fields["allocation"]!.error("allocation hsic needs calibration data: add data.train to the pipeline") }
+        if (strategy == .hsic || strategy == .search) && !context.spec.train {
+            throw fields["allocation"]!.error("allocation \(a) needs calibration data: add data.train to the pipeline")
+        }
+        var so = SearchOptions()
+        if let sn = fields["search"] {
+            let sf = try sn.mapping(allowed: ["population", "generations", "mutation_rate"])
+            so.population = try sf.int("population") ?? so.population
+            so.generations = try sf.int("generations") ?? so.generations
+            so.mutationRate = try sf.double("mutation_rate") ?? so.mutationRate
+            guard so.population >= 2 else { throw sf["population"]!.error("population must be ≥ 2") }
+            guard so.generations >= 1 else { throw sf["generations"]!.error("generations must be ≥ 1") }
+            guard strategy == .search else { throw sn.error("search settings need allocation: search") }
+        }
+        search = so
         roundTo = try fields.int("round_to") ?? 1
         minChannels = try fields.int("min_channels") ?? 1
         guard roundTo >= 1 else { throw fields["round_to"]!.error("round_to must be ≥ 1") }
@@ -87,6 +101,7 @@ public struct PruneStage: PipelineStage {
 
     public var resolved: [String: Any] {
         var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "ignore": ignore, "combine": combine.rawValue]
+        if allocation == .search { out["search"] = ["population": search.population, "generations": search.generations, "mutation_rate": search.mutationRate] }
         switch target {
         case .ratio(let r): out["target"] = ["ratio": r]
         case .flops(let f): out["target"] = ["flops": f]
@@ -107,7 +122,7 @@ public struct PruneStage: PipelineStage {
         run.teacher = try Pruner.copy(run.model)
         let result: PruningResult
         do {
-            result = try Pruner.prune(run.model, options: options(seed: run.spec.seed), calibration: try calibration(run))
+            result = try Pruner.prune(run.model, options: try runOptions(run), calibration: try calibration(run))
         } catch let e as UnreachableTarget {
             if let n = targetNode { throw n.error(e.description) }
             throw e
@@ -130,6 +145,19 @@ public struct PruneStage: PipelineStage {
         return c
     }
 
+    /// Options with the search's fitness and progress attached, when the allocation is `search`.
+    func runOptions(_ run: RunContext) throws -> PruningOptions {
+        var o = options(seed: run.spec.seed)
+        guard allocation == .search else { return o }
+        var so = search
+        so.seed = seed ?? run.spec.seed
+        o.allocation.search = so
+        o.fitness = SearchFitness.make(train: try run.dataset("train"), validation: nil, threads: run.spec.threads, seed: so.seed)
+        nonisolated(unsafe) let log = run.log
+        o.searchProgress = { p in log(String(format: "  search generation %d/%d: best %.4f, mean %.4f (%d candidates)", p.generation, p.generations, p.best, p.mean, p.evaluated)) }
+        return o
+    }
+
     /// Checks before the run that the target can be met on `model` (the model as loaded).
     func checkReachable(on model: Model, seed: UInt64) throws {
         guard case .ratio = target else {
@@ -137,7 +165,7 @@ public struct PruneStage: PipelineStage {
             // Reachability depends on the graph, not the scores: a data-free criterion stands in.
             var o = options(seed: seed)
             if !o.criterion.requirements.isEmpty { o.criterion = MagnitudeImportance(norm: 2) }
-            if o.allocation.strategy == .hsic { o.allocation.strategy = .global }
+            if o.allocation.strategy == .hsic || o.allocation.strategy == .search { o.allocation.strategy = .global }
             do { _ = try Pruner.prune(probe, options: o) } catch let e as UnreachableTarget {
                 throw (targetNode ?? SpecNode(.init(""), file: "")).error(e.description)
             }

@@ -21,6 +21,9 @@ public enum AllocationStrategy: String, Sendable, CaseIterable {
     /// a fraction proportional to its importance, scaled to meet the target; channels within a
     /// group go by the criterion's scores.
     case hsic
+    /// Evolutionary search over per-group widths, each candidate scored by the caller's fitness
+    /// (accuracy of the masked model after BatchNorm recalibration).
+    case search
 }
 
 /// Options of an allocation.
@@ -33,6 +36,8 @@ public struct AllocationOptions: Sendable {
     public var minChannels: Int
     /// Importance of each group (by group id), for `hsic`.
     public var groupImportance: [Int: Double] = [:]
+    /// For `search`.
+    public var search = SearchOptions()
 
     public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
         self.target = target
@@ -53,7 +58,33 @@ public struct Allocation {
 
     /// Chooses classes to remove under `options`, using `scores` (one per class) and, for FLOPs and
     /// parameter targets, the estimator `makeEstimator` builds.
-    public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, makeEstimator: () -> CostEstimator) throws -> Allocation {
+    public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, makeEstimator: () -> CostEstimator,
+                                fitness: ((Set<Int>) throws -> Double)? = nil, progress: ((SearchProgress) -> Void)? = nil) throws -> Allocation {
+        if options.strategy == .search {
+            guard let fitness else { throw UnreachableTarget(description: "allocation search needs data to score candidates") }
+            var start = options
+            start.strategy = .global
+            let first = try allocate(analysis, scores: scores, options: start, makeEstimator: makeEstimator)
+            let estimator = makeEstimator()
+            let groups = analysis.groups.filter(\.isPrunable)
+            let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
+            let floors: [Int] = groups.map { g in max(min(options.minChannels, g.width), g.width - g.prunableClasses.count) }
+            let startKeep = groups.map { g in g.width - g.classes.filter { first.removed.contains($0) }.count }
+            let fits: (Set<Int>) -> Bool = { removed in
+                let e = estimator.estimate(removing: removed)
+                switch options.target {
+                case .flops(let f): return e.flops <= f * estimator.base.flops + 1e-9
+                case .params(let p): return e.params <= p * estimator.base.params + 1e-9
+                case .ratio(let r):
+                    let total = groups.reduce(0) { $0 + $1.prunableClasses.count }
+                    return Double(removed.count) >= r * Double(total) - 0.5
+                }
+            }
+            var o = options.search
+            o.seed = options.search.seed
+            return Allocation(removed: try WidthSearch.run(groups: groups, ranked: ranked, floors: floors, step: max(options.roundTo, 1), fits: fits,
+                                                           fitness: fitness, options: o, start: startKeep, progress: progress))
+        }
         let groups = analysis.groups.filter(\.isPrunable)
         // Prunable classes of each group, least important first.
         let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
@@ -126,6 +157,7 @@ public struct Allocation {
             case .uniform: return uniform(x)
             case .global: return global(Int((x * Double(total)).rounded()))
             case .hsic: return hsic(x)
+            case .search: return global(Int((x * Double(total)).rounded()))
             }
         }
 
