@@ -88,6 +88,7 @@ public enum Pruner {
         let scores = try options.criterion.scores(analysis, calibration: calibration)
         clock.lap("importance (\(options.criterion.name))")
         var allocationOptions = options.allocation
+        allocationOptions.normaliseScores = !options.criterion.comparableAcrossLayers
         if allocationOptions.strategy == .hsic {
             guard let layers = calibration?.layerImportance, !layers.isEmpty else {
                 throw IRError.unsupported("allocation hsic needs calibration data (topiary prune --data, or data.train in a pipeline)")

@@ -55,8 +55,9 @@ struct PruneCommand: ParsableCommand {
                 let d = try Dataset.load(data)
                 var c = CalibrationData()
                 if !importance.requirements.isEmpty {
-                    let g = try Calibration.gather(model: model, data: d, batches: calibrationBatches, seed: seed)
-                    c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches)
+                    let g = try Calibration.gather(model: model, data: d, batches: calibrationBatches, seed: seed, kfac: importance is HessianImportance)
+                    c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches,
+                                        kfac: g.kfac.mapValues { KFACFactors(k: $0.k, m: $0.m, a: $0.a, g: $0.g) })
                 }
                 if wantsHSIC { c.layerImportance = try HSIC.layerImportance(model: model, data: d, seed: seed) }
                 calibration = c

@@ -31,3 +31,25 @@ import Testing
         #expect(try Criteria.parse("expr: l1").requirements.isEmpty)
     }
 }
+
+/// NAP's importance of removing row i equals the quadratic form ½ vec(ΔW)ᵀ (A ⊗ G) vec(ΔW) with
+/// ΔW the matrix holding only row i: built here from the full Kronecker product.
+@Suite struct HessianImportanceTests {
+    @Test func diagonalBlockEqualsTheKroneckerQuadraticForm() {
+        let k = 3, m = 2
+        let a: [Double] = [2, 0.5, 0.1, 0.5, 1, 0.2, 0.1, 0.2, 3]
+        let g: [Double] = [0.7, 0.3, 0.3, 1.9]
+        let w: [Double] = [1, -2, 0.5, 0.3, 0.4, -1]
+        let f = KFACFactors(k: k, m: m, a: a, g: g)
+        let fast = HessianImportance.rowImportance(w: w, factors: f, damping: 0)
+        for i in 0..<m {
+            // vec(ΔW) in row-major (m, k) order; (A ⊗ G) indexed [(p, r), (q, s)] = A[p, q] G[r, s] with W[r, p].
+            var quad = 0.0
+            for r in 0..<m { for p in 0..<k { for s in 0..<m { for q in 0..<k {
+                let dr = r == i ? w[r * k + p] : 0, ds = s == i ? w[s * k + q] : 0
+                quad += dr * a[p * k + q] * g[r * m + s] * ds
+            } } } }
+            #expect(abs(fast[i] - 0.5 * quad) < 1e-12)
+        }
+    }
+}

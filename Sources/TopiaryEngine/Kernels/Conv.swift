@@ -56,6 +56,30 @@ final class ConvKernel: Kernel {
         return lo..<max(lo, hi)
     }
 
+    /// Adds this convolution's K-FAC factors for the current batch: A += Σ patches·patchesᵀ over
+    /// every sample and position (K × K, K = C_in/group·kh·kw, group 0 only), G += Σ dY·dYᵀ over
+    /// every sample (M × M, summed over positions). Returns false for depthwise and grouped convs.
+    func accumulateKFAC(_ s: Store, a: inout [Double], g: inout [Double]) -> Bool {
+        guard !depthwise, group == 1, let gy = s.grads[y] else { return false }
+        let px = s.values[x]
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
+        let aa = UnsafeMutablePointer<Float>.allocate(capacity: k * k)
+        let gg = UnsafeMutablePointer<Float>.allocate(capacity: m * m)
+        defer { col.deallocate(); aa.deallocate(); gg.deallocate() }
+        for sI in 0..<n {
+            im2colSample(px, sample: sI, group: 0, into: col)
+            gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
+            for i in 0..<(k * k) { a[i] += Double(aa[i]) }
+            let dout = gy + sI * m * p
+            gemm(transB: true, m: m, n: m, k: p, a: dout, lda: p, b: dout, ldb: p, beta: 0, c: gg, ldc: m)
+            for i in 0..<(m * m) { g[i] += Double(gg[i]) }
+        }
+        return true
+    }
+
+    /// Sizes of the K-FAC factors (K, M) and the number of positions per sample.
+    var kfacShape: (k: Int, m: Int, positions: Int, weight: Int) { (k, m, p, w) }
+
     /// One im2col row segment: output plane `out` (ho × wo) of kernel tap (i, j) from `plane`.
     @inline(__always)
     private func gatherTap(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {

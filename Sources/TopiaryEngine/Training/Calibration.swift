@@ -6,13 +6,24 @@ import TopiaryIR
 /// first-order Taylor estimate of the loss change when the channel is removed); per output filter
 /// of every trained weight, the L2 norm of its gradient. BatchNormalization runs in inference mode.
 public enum Calibration {
+    /// K-FAC factors of one layer: A (K × K, input-patch second moment) and G (M × M, output
+    /// gradient second moment, per-sample gradients), row-major.
+    public struct KFAC: Sendable {
+        public var k: Int
+        public var m: Int
+        public var a: [Double]
+        public var g: [Double]
+    }
+
     public struct Result: Sendable {
         public var channelTaylor: [String: [Double]]
         public var filterGradientNorm: [String: [Double]]
         public var batches: Int
+        /// By weight initializer name (Conv with group 1, Gemm).
+        public var kfac: [String: KFAC] = [:]
     }
 
-    public static func gather(model: Model, data: Dataset, batches: Int = 4, batch: Int = 64, threads: Int = 2, seed: UInt64 = 0) throws -> Result {
+    public static func gather(model: Model, data: Dataset, batches: Int = 4, batch: Int = 64, threads: Int = 2, seed: UInt64 = 0, kfac: Bool = false) throws -> Result {
         setComputeThreads(threads)
         let b = min(batch, data.count)
         guard b > 0 else { throw EngineError.data("no calibration samples") }
@@ -35,6 +46,9 @@ public enum Calibration {
         var taylor = activations.mapValues { [Double](repeating: 0, count: program.store.shapes[$0][1]) }
         var gradSq = Dictionary(uniqueKeysWithValues: program.parameters.map { ($0.name, [Double](repeating: 0, count: program.store.shapes[$0.id].first ?? 1)) })
         let used = min(batches, max(data.count / b, 1))
+        let names = Dictionary(program.parameters.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+        var factors: [String: KFAC] = [:]
+        var positions: [String: Int] = [:]
         for k in 0..<used {
             for j in 0..<b {
                 let idx = order[(k * b + j) % order.count]
@@ -57,6 +71,18 @@ public enum Calibration {
                     }
                 }
             }
+            if kfac {
+                for kernel in program.kernels {
+                    if let conv = kernel as? ConvKernel, let name = names[conv.w] {
+                        let shape = conv.kfacShape
+                        var f = factors[name] ?? KFAC(k: shape.k, m: shape.m, a: Array(repeating: 0, count: shape.k * shape.k), g: Array(repeating: 0, count: shape.m * shape.m))
+                        if conv.accumulateKFAC(program.store, a: &f.a, g: &f.g) { factors[name] = f; positions[name] = shape.positions }
+                    } else if let gemmK = kernel as? GemmKernel, let name = names[gemmK.b] {
+                        var f = factors[name] ?? KFAC(k: gemmK.k, m: gemmK.n, a: Array(repeating: 0, count: gemmK.k * gemmK.k), g: Array(repeating: 0, count: gemmK.n * gemmK.n))
+                        if gemmK.accumulateKFAC(program.store, a: &f.a, g: &f.g) { factors[name] = f; positions[name] = 1 }
+                    }
+                }
+            }
             for (i, p) in program.parameters.enumerated() {
                 let (_, g, n) = program.parameter(i)
                 let filters = program.store.shapes[p.id].first ?? 1
@@ -64,6 +90,17 @@ public enum Calibration {
                 for f in 0..<filters { for q in 0..<per { let v = Double(g[f * per + q]); gradSq[p.name]![f] += v * v } }
             }
         }
-        return Result(channelTaylor: taylor, filterGradientNorm: gradSq.mapValues { $0.map { $0.squareRoot() } }, batches: used)
+        // Expectations: A over samples and positions; G over samples, of per-sample gradients (the
+        // buffers hold gradients of the batch-mean loss, so each is b times smaller).
+        let samples = Double(used * b)
+        for (name, var f) in factors {
+            let pos = Double(positions[name] ?? 1)
+            f.a = f.a.map { $0 / (samples * pos) }
+            f.g = f.g.map { $0 * Double(b * b) / samples }
+            factors[name] = f
+        }
+        var result = Result(channelTaylor: taylor, filterGradientNorm: gradSq.mapValues { $0.map { $0.squareRoot() } }, batches: used)
+        result.kfac = factors
+        return result
     }
 }

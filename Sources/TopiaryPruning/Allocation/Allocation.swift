@@ -38,6 +38,9 @@ public struct AllocationOptions: Sendable {
     public var groupImportance: [Int: Double] = [:]
     /// For `search`.
     public var search = SearchOptions()
+    /// Normalise scores within each group before a global ranking (off for criteria whose scores
+    /// share one scale, such as estimated loss increases).
+    public var normaliseScores = true
 
     public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
         self.target = target
@@ -115,7 +118,7 @@ public struct Allocation {
             var all: [(Double, Int, Int)] = []
             for (g, r) in ranked.enumerated() {
                 let top = r.map { scores[$0] }.max() ?? 0
-                for c in r { all.append((top > 0 ? scores[c] / top : 0, c, g)) }
+                for c in r { all.append((options.normaliseScores ? (top > 0 ? scores[c] / top : 0) : scores[c], c, g)) }
             }
             return all.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { ($0.1, $0.2) }
         }()

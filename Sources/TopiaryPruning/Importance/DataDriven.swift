@@ -55,3 +55,46 @@ public struct SimilarityImportance: Importance {
         return acc.result
     }
 }
+
+/// Second-order importance with K-FAC (as in NAP): the Hessian block of a layer is approximated
+/// by A ⊗ G (input-patch and output-gradient second moments from calibration batches); removing
+/// output filter i raises the loss by about ½ · G_ii · w_iᵀ (A + λI) w_i, with damping λ =
+/// 10⁻³ · mean(diag A). The estimates are on one scale across layers, so global allocation
+/// ranks them directly: NAP's automatic per-layer ratios.
+public struct HessianImportance: Importance {
+    public let damping: Double
+    public var name: String { "hessian" }
+    public var requirements: Set<ImportanceRequirement> { [.activations, .gradients] }
+    public var comparableAcrossLayers: Bool { true }
+
+    public init(damping: Double = 1e-3) { self.damping = damping }
+
+    /// ½ · G_ii · w_iᵀ (A + λI) w_i for every row of `w` (M × K, row-major).
+    public static func rowImportance(w: [Double], factors f: KFACFactors, damping: Double) -> [Double] {
+        let lambda = damping * (0..<f.k).reduce(0.0) { $0 + f.a[$1 * f.k + $1] } / Double(max(f.k, 1))
+        return (0..<f.m).map { i in
+            let row = w[(i * f.k)..<((i + 1) * f.k)].map { $0 }
+            var q = 0.0
+            for r in 0..<f.k {
+                var t = lambda * row[r]
+                for c in 0..<f.k { t += f.a[r * f.k + c] * row[c] }
+                q += row[r] * t
+            }
+            return 0.5 * f.g[i * f.m + i] * q
+        }
+    }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        guard let calibration, !calibration.kfac.isEmpty else {
+            throw IRError.unsupported("the hessian criterion needs calibration data (topiary prune --data, or data.train in a pipeline)")
+        }
+        var acc = ClassScores(classes: analysis.classes.count, combination: .sum)
+        for m in analysis.members where m.role == .producer {
+            guard let f = calibration.kfac[m.tensor], let t = analysis.graph.constants[m.tensor], let v = t.floatValues(),
+                  m.axis == 0, t.dims[0] == f.m, t.elementCount == f.m * f.k else { continue }
+            let imp = Self.rowImportance(w: v.map { Double($0) }, factors: f, damping: damping)
+            acc.addRaw(imp, classes: analysis.classIDs(m.atoms))
+        }
+        return acc.result
+    }
+}

@@ -22,12 +22,28 @@ public struct CalibrationData: Sendable {
     /// Per activation value (by name): normalised HSIC between the layer's features and the
     /// network's output (ITPruner's layer importance), for `allocation: hsic`.
     public var layerImportance: [String: Double]
+    /// K-FAC factors by weight initializer name, for `hessian`.
+    public var kfac: [String: KFACFactors]
 
-    public init(channelTaylor: [String: [Double]] = [:], filterGradientNorm: [String: [Double]] = [:], batches: Int = 0, layerImportance: [String: Double] = [:]) {
+    public init(channelTaylor: [String: [Double]] = [:], filterGradientNorm: [String: [Double]] = [:], batches: Int = 0,
+                layerImportance: [String: Double] = [:], kfac: [String: KFACFactors] = [:]) {
         self.channelTaylor = channelTaylor
         self.filterGradientNorm = filterGradientNorm
         self.batches = batches
         self.layerImportance = layerImportance
+        self.kfac = kfac
+    }
+}
+
+/// K-FAC factors of one layer: A (K × K) and G (M × M), row-major.
+public struct KFACFactors: Sendable {
+    public var k: Int
+    public var m: Int
+    public var a: [Double]
+    public var g: [Double]
+
+    public init(k: Int, m: Int, a: [Double], g: [Double]) {
+        (self.k, self.m, self.a, self.g) = (k, m, a, g)
     }
 }
 
@@ -39,10 +55,14 @@ public protocol Importance: Sendable {
     var requirements: Set<ImportanceRequirement> { get }
     /// One score per class of `analysis.classes`. Pinned classes may get any score.
     func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double]
+    /// True when scores are on one scale across layers (an estimated loss increase), so global
+    /// allocation ranks them as they are instead of normalising within each group.
+    var comparableAcrossLayers: Bool { get }
 }
 
 extension Importance {
     public var requirements: Set<ImportanceRequirement> { [] }
+    public var comparableAcrossLayers: Bool { false }
 }
 
 /// How the normalised scores of a class's members are combined.
@@ -62,13 +82,14 @@ public enum Criteria {
         case "random": return RandomImportance(seed: seed)
         case "taylor": return TaylorImportance(combination: combination)
         case "similarity": return SimilarityImportance(combination: combination)
+        case "hessian": return HessianImportance()
         default:
             if name.hasPrefix("expr:") { return try? FormulaImportance(String(name.dropFirst(5)), combination: combination) }
             return nil
         }
     }
 
-    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random", "taylor", "similarity"]
+    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random", "taylor", "similarity", "hessian"]
 
     /// True for criteria that need calibration data (activations and gradients).
     public static func needsData(_ name: String) -> Bool {
@@ -100,6 +121,14 @@ struct ClassScores {
             case .max: total[c] = count[c] == 0 ? v : Swift.max(total[c], v)
             }
             count[c] += 1
+        }
+    }
+
+    /// Adds scores as they are (criteria whose scale means the same in every layer).
+    mutating func addRaw(_ scores: [Double], classes: [Int]) {
+        for (p, v) in scores.enumerated() {
+            total[classes[p]] += v
+            count[classes[p]] += 1
         }
     }
 
