@@ -9,7 +9,7 @@ struct Topiary: ParsableCommand {
         commandName: "topiary",
         abstract: "Make trained neural networks smaller: analyse, convert and prune ONNX models.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, ValidateCommand.self, ReportCommand.self, InspectCommand.self, ConvertCommand.self, PruneCommand.self, TrainCommand.self, EvalCommand.self, InferCommand.self]
+        subcommands: [RunCommand.self, ValidateCommand.self, ReportCommand.self, InspectCommand.self, ConvertCommand.self, PruneCommand.self, EvolveCriterionCommand.self, TrainCommand.self, EvalCommand.self, InferCommand.self]
     )
 }
 

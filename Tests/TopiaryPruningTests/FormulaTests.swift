@@ -53,3 +53,12 @@ import Testing
         }
     }
 }
+
+@Suite struct FormulaTextTests {
+    @Test(arguments: ["l2 * abs(bn_gamma) + 2 ^ 3", "-(l1) / max(fan_in, 0.5)", "sqrt(taylor * min(l2, fan_in)) - log(std)"])
+    func textParsesBackToTheSameFormula(_ source: String) throws {
+        let f = try Formula.parse(source)
+        #expect(try Formula.parse(f.text) == f)
+        #expect(f.size > 1)
+    }
+}

@@ -152,3 +152,14 @@ def test_hessian_kfac_with_global_allocation(name, outdir):
     assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
     kept = [g["after"] / g["before"] for g in r["groups"] if g["before"] > 1 and g["after"] < g["before"]]
     assert len(set(round(k, 2) for k in kept)) > 1
+
+
+def test_evolve_criterion_prints_usable_formulas(outdir):
+    proc = topiary("evolve-criterion", fixture_path("small_resnet"), "--data", TRAIN, "--population", "6", "--generations", "2", "--top", "3")
+    lines = [l for l in proc.stdout.splitlines() if "  expr: " in l]
+    assert len(lines) == 3
+    scores = [float(l.split()[0]) for l in lines]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.1
+    assert "generation 2/2" in proc.stderr
+    formula = lines[0].split("  ", 1)[1]
+    prune_and_check(fixture_path("small_resnet"), outdir, "--flops", "0.5", "--criterion", formula, "--data", TRAIN)

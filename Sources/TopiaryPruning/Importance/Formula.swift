@@ -1,6 +1,7 @@
 import Foundation
 import TopiaryIR
 
+
 /// A syntax or name error in a formula, at a 1-based column.
 public struct FormulaError: Error, CustomStringConvertible, Equatable {
     public let column: Int
@@ -33,6 +34,27 @@ public indirect enum Formula: Equatable, Sendable {
         p.skipSpace()
         if p.i < p.chars.count { throw FormulaError(column: p.i + 1, message: "unexpected '\(p.chars[p.i])'") }
         return f
+    }
+
+    /// The formula as text that parses back to it (fully parenthesised where needed).
+    public var text: String {
+        switch self {
+        case .number(let x): return x == x.rounded() && abs(x) < 1e6 ? String(Int(x)) : String(format: "%.3g", x)
+        case .variable(let v): return v
+        case .unary(_, let a): return "-(\(a.text))"
+        case .binary(let op, let a, let b): return "(\(a.text) \(op) \(b.text))"
+        case .call(let name, let args): return "\(name)(" + args.map(\.text).joined(separator: ", ") + ")"
+        }
+    }
+
+    /// Number of nodes.
+    public var size: Int {
+        switch self {
+        case .number, .variable: return 1
+        case .unary(_, let a): return 1 + a.size
+        case .binary(_, let a, let b): return 1 + a.size + b.size
+        case .call(_, let args): return 1 + args.reduce(0) { $0 + $1.size }
+        }
     }
 
     /// Variables the formula reads.
