@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TopiaryEngine
+import TopiaryIR
 
 /// HSIC against Gretton's expanded form, computed independently here, and its invariances.
 @Suite struct HSICTests {

@@ -33,8 +33,7 @@ public enum Calibration {
             throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
         }
         var rng = SplitMix(seed: seed)
-        var order = Array(0..<data.count)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+        let order = rng.permutation(data.count)
         let sample = data.sampleSize
         var input = [Float](repeating: 0, count: b * sample)
         var grad = [Float](repeating: 0, count: b * classes)

@@ -59,8 +59,7 @@ public enum HSIC {
             throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
         }
         var rng = SplitMix(seed: seed)
-        var order = Array(0..<data.count)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+        let order = rng.permutation(data.count)
         let sample = data.sampleSize
         var input = [Float](repeating: 0, count: n * sample)
         for j in 0..<n { for t in 0..<sample { input[j * sample + t] = data.images[order[j] * sample + t] } }

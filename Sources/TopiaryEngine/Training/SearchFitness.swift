@@ -8,8 +8,7 @@ public enum SearchFitness {
     public static func make(train: Dataset, validation: Dataset?, batch: Int = 64, recalibrationBatches: Int = 2, evaluationSamples: Int = 256,
                             threads: Int = 2, seed: UInt64 = 0) -> @Sendable (Model) throws -> Double {
         var rng = SplitMix(seed: seed)
-        var order = Array(0..<train.count)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+        let order = rng.permutation(train.count)
         let b = min(batch, train.count)
         let sample = train.sampleSize
         let recal: [[Float]] = (0..<max(1, min(recalibrationBatches, train.count / max(b, 1)))).map { k in

@@ -90,8 +90,7 @@ public final class Trainer {
         while completedEpochs < options.epochs {
             let epoch = completedEpochs
             let start = Date()
-            var order = Array(0..<train.count)
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
+            let order = rng.permutation(train.count)
             var lossSum = 0.0, correct = 0
             for k in 0..<batches {
                 for j in 0..<b {

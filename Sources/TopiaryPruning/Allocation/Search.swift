@@ -29,7 +29,7 @@ public struct SearchProgress: Sendable {
 enum WidthSearch {
     static func run(groups: [DependencyGroup], ranked: [[Int]], floors: [Int], step: Int, fits: (Set<Int>) -> Bool,
                     fitness: (Set<Int>) throws -> Double, options: SearchOptions, start: [Int], progress: ((SearchProgress) -> Void)?) throws -> Set<Int> {
-        var rng = SplitMix64(seed: options.seed)
+        var rng = SplitMix(seed: options.seed)
         func removal(_ keep: [Int]) -> Set<Int> {
             var out = Set<Int>()
             for (g, k) in keep.enumerated() { out.formUnion(ranked[g].prefix(groups[g].width - k)) }
@@ -89,7 +89,3 @@ enum WidthSearch {
     }
 }
 
-extension SplitMix64 {
-    /// An integer in 0..<n.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-}

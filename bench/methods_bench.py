@@ -1,0 +1,158 @@
+"""Accuracy of pruning methods on Fashion-MNIST (Debian's dataset-fashion-mnist), Topiary's
+criteria and allocations beside Torch-Pruning's magnitude and Taylor pruners, on the same trained
+model and data, at half the MACs, after the same fine-tuning budget.
+
+    /root/benchvenv/bin/python bench/methods_bench.py [--train-subset N] [--train-epochs E] [--finetune-epochs F]
+Full protocol (issue 6): no subset, the base model trained to convergence (--train-epochs 15).
+Writes bench/results/methods.json and prints a Markdown table.
+"""
+import argparse
+import copy
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "fixtures"))
+import make_models as mm  # noqa: E402
+
+OUT = os.path.join(ROOT, "bench", "results", "methods")
+FMNIST = "/usr/share/datasets/fashion-mnist"
+TOPIARY = os.path.join(ROOT, ".build", "release", "topiary")
+
+
+def idx(path):
+    with gzip.open(path) as f:
+        data = f.read()
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def load(subset, seed=0):
+    x = idx(f"{FMNIST}/train-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255
+    y = idx(f"{FMNIST}/train-labels-idx1-ubyte.gz").astype(np.int64)
+    xt = idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255
+    yt = idx(f"{FMNIST}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    if subset:
+        keep = np.random.default_rng(seed).permutation(len(x))[:subset]
+        x, y = x[keep], y[keep]
+    return x, y, xt, yt
+
+
+def train(model, x, y, epochs, lr, seed=0):
+    torch.manual_seed(seed)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    steps = epochs * (len(x) // 64)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x) - 63, 64):
+            b = perm[i:i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(xs[b]), ys[b]).backward()
+            opt.step()
+            sched.step()
+    model.eval()
+
+
+def accuracy(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+
+
+def tp_prune(model, importance, x, y, macs_keep, global_pruning):
+    """Torch-Pruning to the MACs target: bisection on its channel ratio."""
+    example = torch.randn(1, 1, 28, 28)
+    base_macs, _ = tp.utils.count_ops_and_params(model, example)
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(12):
+        ratio = (lo + hi) / 2
+        m = copy.deepcopy(model)
+        pruner = tp.pruner.MetaPruner(m, example, importance=importance, pruning_ratio=ratio, global_pruning=global_pruning, ignored_layers=[m.fc])
+        if isinstance(importance, tp.importance.TaylorImportance):
+            m.zero_grad()
+            F.cross_entropy(m(torch.from_numpy(x[:256])), torch.from_numpy(y[:256])).backward()
+        pruner.step()
+        macs, _ = tp.utils.count_ops_and_params(m, example)
+        if macs <= macs_keep * base_macs:
+            best, hi = (m, macs / base_macs), ratio
+        else:
+            lo = ratio
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-subset", type=int, default=0)
+    ap.add_argument("--train-epochs", type=int, default=15)
+    ap.add_argument("--finetune-epochs", type=int, default=2)
+    ap.add_argument("--macs", type=float, default=0.5)
+    ap.add_argument("--arch", default="small_resnet")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    os.makedirs(OUT, exist_ok=True)
+    x, y, xt, yt = load(args.train_subset)
+    np.savez(os.path.join(OUT, "train.npz"), x=x, y=y)
+    np.savez(os.path.join(OUT, "test.npz"), x=xt, y=yt)
+    arch = {"small_resnet": mm.SmallResNet, "mobilenetv2": mm.MobileNetV2}[args.arch]
+    torch.manual_seed(0)
+    base = arch()
+    t0 = time.time()
+    train(base, x, y, args.train_epochs, 0.05)
+    base_acc = accuracy(base, xt, yt)
+    base_path = os.path.join(OUT, f"{args.arch}.onnx")
+    torch.onnx.export(base.eval(), (torch.randn(1, 1, 28, 28),), base_path, dynamo=False, opset_version=17,
+                      training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
+    print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
+    rows = [("unpruned", "", 1.0, base_acc)]
+    # Torch-Pruning: magnitude and Taylor, uniform and global, fine-tuned in PyTorch.
+    for name, imp in (("magnitude (L2)", tp.importance.MagnitudeImportance(p=2)), ("taylor", tp.importance.TaylorImportance())):
+        for glob in (False, True):
+            found = tp_prune(base, imp, x, y, args.macs, glob)
+            if found is None:
+                continue
+            m, kept = found
+            train(m, x, y, args.finetune_epochs, 0.01)
+            rows.append((f"Torch-Pruning {name}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
+            print(rows[-1], flush=True)
+    # Topiary: every criterion with global allocation, plus the automatic allocations.
+    configs = [(c, "global") for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
+    configs += [("l2", "uniform"), ("l2", "hsic"), ("l2", "search")]
+    for criterion, allocation in configs:
+        pipeline = os.path.join(OUT, f"{criterion}-{allocation}.yml")
+        with open(pipeline, "w") as f:
+            f.write(f"""model: {base_path}
+data: {{train: {OUT}/train.npz, val: {OUT}/test.npz}}
+stages:
+  - report: {{name: before}}
+  - prune: {{criterion: {criterion}, target: {{flops: {args.macs}}}, allocation: {allocation}}}
+  - finetune: {{epochs: {args.finetune_epochs}, lr: 0.01, weight_decay: 0.0005}}
+  - evaluate: {{name: test}}
+  - report: {{name: after}}
+""")
+        run = os.path.join(OUT, f"run-{criterion}-{allocation}")
+        subprocess.run([TOPIARY, "run", pipeline, "--out", run], check=True, capture_output=True)
+        r = json.load(open(os.path.join(run, "report.json")))
+        kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
+        rows.append((f"Topiary {criterion}", allocation, kept, r["evaluations"][-1]["top1"]))
+        print(rows[-1], flush=True)
+    json.dump(dict(args=vars(args), rows=rows), open(os.path.join(OUT, "methods.json"), "w"), indent=2)
+    print("\n| method | allocation | MACs kept | test top-1 |\n|---|---|---:|---:|")
+    for name, alloc, kept, acc in rows:
+        print(f"| {name} | {alloc} | {kept:.3f} | {acc:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
