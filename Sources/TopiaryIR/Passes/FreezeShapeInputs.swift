@@ -14,8 +14,13 @@ public enum FreezeShapeInputs {
     @discardableResult
     public static func run(_ model: Model) throws -> Int {
         let graph = model.graph
-        let table = try ShapeInference.run(model)
         let constants = Set(graph.initializers.map(\.name))
+        // Nothing computed feeds a shape parameter: nothing to freeze, no inference needed.
+        let computed = graph.nodes.contains { node in
+            node.isDefaultDomain && (parameterInputs[node.opType] ?? []).contains { $0 < node.inputs.count && !node.inputs[$0].isEmpty && !constants.contains(node.inputs[$0]) }
+        }
+        guard computed else { return 0 }
+        let table = try ShapeInference.run(model)
         var frozen = 0
         var made: [String: String] = [:]
         for i in graph.nodes.indices {

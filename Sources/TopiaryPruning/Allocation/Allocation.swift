@@ -113,8 +113,9 @@ public struct Allocation {
             return out
         }
 
-        // Global order: scores normalised by the group's largest prunable score.
-        let globalOrder: [(cls: Int, group: Int)] = {
+        // Global order: scores normalised by the group's largest prunable score (computed only
+        // when a global ranking is asked for).
+        lazy var globalOrder: [(cls: Int, group: Int)] = {
             var all: [(Double, Int, Int)] = []
             for (g, r) in ranked.enumerated() {
                 let top = r.map { scores[$0] }.max() ?? 0
