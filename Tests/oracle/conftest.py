@@ -28,7 +28,7 @@ def fixture_path(name):
 
 def topiary(*args, check=True):
     """Runs topiary; with check, fails the test on a non-zero exit and shows stderr."""
-    proc = subprocess.run([TOPIARY, *map(str, args)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([TOPIARY, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     if check and proc.returncode != 0:
         pytest.fail(f"topiary {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
     return proc
