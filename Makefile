@@ -52,6 +52,7 @@ bench: build
 	$(BENCH_PYTHON) bench/prune_bench.py
 	$(BENCH_PYTHON) bench/train_bench.py
 	$(BENCH_PYTHON) bench/cost_compare.py
+	$(BENCH_PYTHON) bench/methods_bench.py
 
 clean:
 	rm -rf .build out
