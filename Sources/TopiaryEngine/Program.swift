@@ -133,6 +133,11 @@ public final class Program {
         return copy
     }
 
+    /// Throws unless samples of `shape` fit the model's input.
+    public func requireInput(_ shape: [Int]) throws {
+        guard shape == inputShape else { throw EngineError.data("samples of shape \(shape) do not fit the model's input \(inputShape)") }
+    }
+
     /// Runs the model on `input` (batch × sample floats); returns the first output.
     public func forward(_ input: UnsafeBufferPointer<Float>, training: Bool = false) -> UnsafeBufferPointer<Float> {
         store.values[inputID].update(from: input.baseAddress!, count: min(input.count, store.count(inputID)))

@@ -142,9 +142,7 @@ struct InferCommand: ParsableCommand {
             guard let n = x.shape.first, n > 0 else { throw DataError(input, "empty batch") }
             setComputeThreads(threads)
             let program = try Program(model: m, batch: n, trainable: false)
-            guard Array(x.shape.dropFirst()) == program.inputShape else {
-                throw DataError(input, "samples of shape \(Array(x.shape.dropFirst())) do not fit the model's input \(program.inputShape)")
-            }
+            do { try program.requireInput(Array(x.shape.dropFirst())) } catch { throw DataError(input, "\(error)") }
             let out = x.floats.withUnsafeBufferPointer { Array(program.forward($0)) }
             try ArrayIO.writeNPY(output, shape: program.outputShape, values: out)
         }

@@ -29,9 +29,7 @@ public enum Calibration {
         guard b > 0 else { throw EngineError.data("no calibration samples") }
         let program = try Program(model: model, batch: b, trainable: true)
         let classes = program.outputShape.last ?? 1
-        guard data.sampleShape == program.inputShape else {
-            throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
-        }
+        try program.requireInput(data.sampleShape)
         var rng = SplitMix(seed: seed)
         let order = rng.permutation(data.count)
         let sample = data.sampleSize

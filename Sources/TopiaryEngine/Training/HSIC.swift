@@ -55,9 +55,7 @@ public enum HSIC {
         // Compiled as trainable so BatchNormalization is not folded away: the layer outputs keep
         // their names (it runs in inference mode all the same).
         let program = try Program(model: model, batch: n, trainable: true)
-        guard data.sampleShape == program.inputShape else {
-            throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
-        }
+        try program.requireInput(data.sampleShape)
         var rng = SplitMix(seed: seed)
         let order = rng.permutation(data.count)
         let sample = data.sampleSize

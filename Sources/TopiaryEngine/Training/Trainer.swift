@@ -173,9 +173,7 @@ public final class Trainer {
     public func writeBack(into model: Model) { program.writeBack(into: model) }
 
     func check(_ data: Dataset) throws {
-        guard data.sampleShape == program.inputShape else {
-            throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
-        }
+        try program.requireInput(data.sampleShape)
         let classes = program.outputShape.last ?? 1
         if let bad = data.labels.first(where: { $0 < 0 || Int($0) >= classes }) {
             throw EngineError.data("label \(bad) is out of range for a model with \(classes) outputs")
@@ -209,9 +207,7 @@ public enum Evaluator {
     public static func evaluate(model: Model, data: Dataset, batch: Int = 64, threads: Int = 2) throws -> Metrics {
         setComputeThreads(threads)
         let program = try Program(model: model, batch: min(batch, max(data.count, 1)), trainable: false)
-        guard data.sampleShape == program.inputShape else {
-            throw EngineError.data("samples of shape \(data.sampleShape) do not fit the model's input \(program.inputShape)")
-        }
+        try program.requireInput(data.sampleShape)
         let classes = program.outputShape.last ?? 1
         if let bad = data.labels.first(where: { $0 < 0 || Int($0) >= classes }) {
             throw EngineError.data("label \(bad) is out of range for a model with \(classes) outputs")
