@@ -123,11 +123,14 @@ final class ConvKernel: Kernel {
 
     private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
         let cg = c / group, np = n * p
-        for ci in 0..<cg {
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let row = col + ((ci * kh + i) * kw + j) * np
-                    for sI in 0..<n { gatherTap(src + (sI * c + g * cg + ci) * h * wd, row + sI * p, i, j) }
+        // Input channels fill disjoint rows of the column matrix: split them over the cores.
+        Parallel.forEach(cg, cost: kh * kw * np) { range in
+            for ci in range {
+                for i in 0..<self.kh {
+                    for j in 0..<self.kw {
+                        let row = col + ((ci * self.kh + i) * self.kw + j) * np
+                        for sI in 0..<self.n { self.gatherTap(src + (sI * self.c + g * cg + ci) * self.h * self.wd, row + sI * self.p, i, j) }
+                    }
                 }
             }
         }
@@ -135,11 +138,14 @@ final class ConvKernel: Kernel {
 
     private func col2im(_ col: UnsafePointer<Float>, group g: Int, into dst: UnsafeMutablePointer<Float>) {
         let cg = c / group, np = n * p
-        for ci in 0..<cg {
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let row = col + ((ci * kh + i) * kw + j) * np
-                    for sI in 0..<n { scatterTap(row + sI * p, dst + (sI * c + g * cg + ci) * h * wd, i, j) }
+        // Each input channel's gradient planes are written by its own rows only.
+        Parallel.forEach(cg, cost: kh * kw * np) { range in
+            for ci in range {
+                for i in 0..<self.kh {
+                    for j in 0..<self.kw {
+                        let row = col + ((ci * self.kh + i) * self.kw + j) * np
+                        for sI in 0..<self.n { self.scatterTap(row + sI * self.p, dst + (sI * self.c + g * cg + ci) * self.h * self.wd, i, j) }
+                    }
                 }
             }
         }
