@@ -47,21 +47,8 @@ struct PruneCommand: ParsableCommand {
             let model = try ModelFile.load(input)
             let target: PruningTarget = ratio.map { .ratio($0) } ?? flops.map { .flops($0) } ?? .params(params ?? 1)
             let importance = try Criteria.parse(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)
-            var calibration: CalibrationData?
-            let wantsHSIC = allocation == "hsic"
-            if (allocation == "search" || wantsHSIC) && data == nil { throw ValidationError("allocation \(allocation) needs calibration data: add --data FILE") }
-            if !importance.requirements.isEmpty || wantsHSIC {
-                guard let data else { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
-                let d = try Dataset.load(data)
-                var c = CalibrationData()
-                if !importance.requirements.isEmpty {
-                    let g = try Calibration.gather(model: model, data: d, batches: calibrationBatches, seed: seed, kfac: importance is HessianImportance)
-                    c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches,
-                                        kfac: g.kfac.mapValues { KFACFactors(k: $0.k, m: $0.m, a: $0.a, g: $0.g) })
-                }
-                if wantsHSIC { c.layerImportance = try HSIC.layerImportance(model: model, data: d, seed: seed) }
-                calibration = c
-            }
+            if (allocation == "search" || allocation == "hsic") && data == nil { throw ValidationError("allocation \(allocation) needs calibration data: add --data FILE") }
+            if !importance.requirements.isEmpty && data == nil { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
             var options = PruningOptions(
                 criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
@@ -75,6 +62,7 @@ struct PruneCommand: ParsableCommand {
             }
             let result: PruningResult
             do {
+                let calibration = try CalibrationData.gather(for: options, model: model, data: { try Dataset.load(data ?? "") }, batches: calibrationBatches, seed: seed)
                 result = try Pruner.prune(model, options: options, calibration: calibration, writeMasked: writeMasked != nil)
             } catch let e as UnreachableTarget {
                 throw FileError(path: input, error: e)

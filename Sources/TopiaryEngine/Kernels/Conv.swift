@@ -121,51 +121,44 @@ final class ConvKernel: Kernel {
         }
     }
 
-    private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
-        let cg = c / group, np = n * p
-        // Input channels fill disjoint rows of the column matrix: split them over the cores.
-        Parallel.forEach(cg, cost: kh * kw * np) { range in
-            for ci in range {
-                for i in 0..<self.kh {
-                    for j in 0..<self.kw {
-                        let row = col + ((ci * self.kh + i) * self.kw + j) * np
-                        for sI in 0..<self.n { self.gatherTap(src + (sI * self.c + g * cg + ci) * self.h * self.wd, row + sI * self.p, i, j) }
+    /// Visits every (input channel, kernel tap, sample) of group `g` for the given samples, with
+    /// the offset of that tap's row segment in a column matrix whose rows are `rowLength` long
+    /// (samples side by side, `p` each) and the offset of the input plane. Input channels touch
+    /// disjoint rows and planes, so they are split over the cores.
+    private func forEachTap(group g: Int, samples: Range<Int>, rowLength: Int, _ visit: (_ column: Int, _ plane: Int, _ i: Int, _ j: Int) -> Void) {
+        let cg = c / group
+        withoutActuallyEscaping(visit) { visit in
+            Parallel.forEach(cg, cost: kh * kw * samples.count * p) { range in
+                for ci in range {
+                    for i in 0..<self.kh {
+                        for j in 0..<self.kw {
+                            let row = ((ci * self.kh + i) * self.kw + j) * rowLength
+                            for sI in samples {
+                                visit(row + (sI - samples.lowerBound) * self.p, (sI * self.c + g * cg + ci) * self.h * self.wd, i, j)
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
+    /// im2col of the whole batch and group `g` as [K × (n·P)].
+    private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        forEachTap(group: g, samples: 0..<n, rowLength: n * p) { gatherTap(src + $1, col + $0, $2, $3) }
+    }
+
     private func col2im(_ col: UnsafePointer<Float>, group g: Int, into dst: UnsafeMutablePointer<Float>) {
-        let cg = c / group, np = n * p
-        // Each input channel's gradient planes are written by its own rows only.
-        Parallel.forEach(cg, cost: kh * kw * np) { range in
-            for ci in range {
-                for i in 0..<self.kh {
-                    for j in 0..<self.kw {
-                        let row = col + ((ci * self.kh + i) * self.kw + j) * np
-                        for sI in 0..<self.n { self.scatterTap(row + sI * self.p, dst + (sI * self.c + g * cg + ci) * self.h * self.wd, i, j) }
-                    }
-                }
-            }
-        }
+        forEachTap(group: g, samples: 0..<n, rowLength: n * p) { scatterTap(col + $0, dst + $1, $2, $3) }
     }
 
     /// im2col of one sample and group as [K × P].
     private func im2colSample(_ src: UnsafePointer<Float>, sample sI: Int, group g: Int, into col: UnsafeMutablePointer<Float>) {
-        let cg = c / group
-        for ci in 0..<cg {
-            let plane = src + (sI * c + g * cg + ci) * h * wd
-            for i in 0..<kh { for j in 0..<kw { gatherTap(plane, col + ((ci * kh + i) * kw + j) * p, i, j) } }
-        }
+        forEachTap(group: g, samples: sI..<(sI + 1), rowLength: p) { gatherTap(src + $1, col + $0, $2, $3) }
     }
 
     private func col2imSample(_ col: UnsafePointer<Float>, sample sI: Int, group g: Int, into dst: UnsafeMutablePointer<Float>) {
-        let cg = c / group
-        for ci in 0..<cg {
-            let plane = dst + (sI * c + g * cg + ci) * h * wd
-            for i in 0..<kh { for j in 0..<kw { scatterTap(col + ((ci * kh + i) * kw + j) * p, plane, i, j) } }
-        }
+        forEachTap(group: g, samples: sI..<(sI + 1), rowLength: p) { scatterTap(col + $0, dst + $1, $2, $3) }
     }
 
     /// The [K × P] matrix of sample `sI`, group `g`: the input itself for pointwise convolutions.

@@ -134,17 +134,8 @@ public struct PruneStage: PipelineStage {
 
     /// Calibration statistics on the training data, when the criterion needs them.
     func calibration(_ run: RunContext) throws -> CalibrationData? {
-        let needsGradients = !options(seed: run.spec.seed).criterion.requirements.isEmpty
-        guard needsGradients || allocation == .hsic else { return nil }
-        var c = CalibrationData()
-        if needsGradients {
-            let g = try Calibration.gather(model: run.model, data: try run.dataset("train"), batches: calibrationBatches, threads: run.spec.threads,
-                                           seed: run.spec.seed, kfac: options(seed: run.spec.seed).criterion is HessianImportance)
-            c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches,
-                                kfac: g.kfac.mapValues { KFACFactors(k: $0.k, m: $0.m, a: $0.a, g: $0.g) })
-        }
-        if allocation == .hsic { c.layerImportance = try HSIC.layerImportance(model: run.model, data: try run.dataset("train"), threads: run.spec.threads, seed: run.spec.seed) }
-        return c
+        try CalibrationData.gather(for: options(seed: run.spec.seed), model: run.model, data: { try run.dataset("train") },
+                                   batches: calibrationBatches, threads: run.spec.threads, seed: run.spec.seed)
     }
 
     /// Options with the search's fitness and progress attached, when the allocation is `search`.

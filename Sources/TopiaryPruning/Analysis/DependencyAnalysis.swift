@@ -128,6 +128,15 @@ public final class DependencyAnalysis {
     /// Atom ids of a member, as class ids.
     func classIDs(_ atoms: [Int]) -> [Int] { atoms.map { atomClass[$0] } }
 
+    /// Producing filters (Conv output axes, Gemm rows …) with their weight tensors: what the
+    /// weight-based criteria score.
+    var producers: [(member: Member, tensor: Tensor)] {
+        graph.members.compactMap { m in
+            guard m.role == .producer, let t = graph.constants[m.tensor] else { return nil }
+            return (m, t)
+        }
+    }
+
     /// Members of the analysis (tensor axes that follow channels).
     var members: [Member] { graph.members }
 

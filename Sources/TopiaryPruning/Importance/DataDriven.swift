@@ -33,8 +33,7 @@ public struct SimilarityImportance: Importance {
 
     public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
-        for m in analysis.members where m.role == .producer {
-            guard let t = analysis.graph.constants[m.tensor] else { continue }
+        for (m, t) in analysis.producers {
             let f = slices(of: t, axis: m.axis)
             let norms = f.map { $0.reduce(0) { $0 + $1 * $1 }.squareRoot() }
             var s = [Double](repeating: 1, count: f.count)

@@ -223,8 +223,7 @@ public struct FormulaImportance: Importance {
             }
         }
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
-        for m in analysis.members where m.role == .producer {
-            guard let t = analysis.graph.constants[m.tensor] else { continue }
+        for (m, t) in analysis.producers {
             let filters = slices(of: t, axis: m.axis)
             let classes = analysis.classIDs(m.atoms)
             let grads = calibration?.filterGradientNorm[m.tensor]

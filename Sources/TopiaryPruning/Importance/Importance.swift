@@ -207,8 +207,7 @@ public struct MagnitudeImportance: Importance {
 
     public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
-        for m in analysis.members where m.role == .producer {
-            guard let t = analysis.graph.constants[m.tensor] else { continue }
+        for (m, t) in analysis.producers {
             let sums = slicePowerSums(of: t, axis: m.axis, p: norm)
             acc.add(norm == 1 ? sums : sums.map { $0.squareRoot() }, classes: analysis.classIDs(m.atoms))
         }
@@ -247,8 +246,7 @@ public struct FPGMImportance: Importance {
 
     public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
-        for m in analysis.members where m.role == .producer {
-            guard let t = analysis.graph.constants[m.tensor] else { continue }
+        for (m, t) in analysis.producers {
             let filters = slices(of: t, axis: m.axis)
             var s = [Double](repeating: 0, count: filters.count)
             for i in filters.indices {
