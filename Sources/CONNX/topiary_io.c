@@ -61,6 +61,20 @@ void topiary_free(void *pointer) {
     }
 }
 
+void topiary_shrink(void *pointer, size_t size) {
+    if (pointer == NULL) return;
+    char *base = (char *)pointer - TOPIARY_HEADER;
+    struct header h;
+    memcpy(&h, base, sizeof h);
+    if (h.magic != TOPIARY_MAGIC_MMAP) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (size > SIZE_MAX - TOPIARY_HEADER - page) return;
+    size_t keep = (size + TOPIARY_HEADER + page - 1) / page * page;
+    if (keep >= h.mapped || munmap(base + keep, h.mapped - keep) != 0) return;
+    h.mapped = keep;
+    memcpy(base, &h, sizeof h);
+}
+
 static void *protobuf_alloc(void *data, size_t size) {
     (void)data;
     return topiary_alloc(size);

@@ -62,10 +62,11 @@ public enum Pruner {
         let graph = model.graph
         let constants = graph.constants()
         let outputs = Set(graph.outputs.map(\.name))
+        let weights = Set(graph.initializers.map(\.name))
         var copies: [Tensor] = []
         graph.nodes.removeAll { node in
             guard node.opType == "Identity", let i = node.input(0), let o = node.outputs.first, !outputs.contains(o),
-                  graph.initializer(named: i) != nil, var t = constants[i] else { return false }
+                  weights.contains(i), var t = constants[i] else { return false }
             t.name = o
             copies.append(t)
             return true

@@ -39,6 +39,7 @@ case "prune":
     var analyse: [Double] = []
     var total: [Double] = []
     var result: PruningResult?
+    var kept: [PruningResult] = []  // freed after the loop, so no timing pays for releasing an earlier run's model
     for _ in 0..<repeats {
         let model = try ModelFile.load(args[2])
         let probe = try Pruner.copy(model)
@@ -48,11 +49,23 @@ case "prune":
         })
         let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(ratio)))
         total.append(try seconds { result = try Pruner.prune(model, options: options) })
+        if let result { kept.append(result) }
     }
     guard let result else { exit(1) }
     for (phase, t) in result.timings { FileHandle.standardError.write(Data("\(phase): \(String(format: "%.2f", t * 1e3)) ms\n".utf8)) }
     try emit(["analyse": analyse, "prune": total, "params_before": result.before.params, "params_after": result.after.params,
               "macs_before": result.before.macs, "macs_after": result.after.macs])
+case "prune-loop":
+    // For a profiler: REPEATS copies decoded first, then pruned one after another.
+    guard let ratio = Double(args[3]) else { exit(2) }
+    let bytes = try ModelFile.encode(try ModelFile.load(args[2]))
+    let copies = try (0..<repeats).map { _ in try bytes.withUnsafeBytes { try ModelFile.decode($0) } }
+    let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(ratio)))
+    var phases: [String: Double] = [:]
+    var results: [PruningResult] = []
+    let t = try seconds { for m in copies { results.append(try Pruner.prune(m, options: options)) } }
+    for r in results { for (phase, s) in r.timings { phases[phase, default: 0] += s * 1e3 / Double(repeats) } }
+    try emit(["prune": t / Double(repeats), "phases_ms": phases])
 case "phases":
     let model = try ModelFile.load(args[2])
     try Pruner.prepare(model)

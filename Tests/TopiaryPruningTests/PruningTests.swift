@@ -63,6 +63,39 @@ import TopiaryTestSupport
         #expect(s.floatValues() == [0, 3, 4, 7, 8, 11])
     }
 
+    /// In-place slicing (a buffer nothing else holds) must equal slicing into new memory, for every
+    /// run length the copy loop special-cases (4 bytes, short word runs, long runs) and for cuts
+    /// on one or two axes; the source of the copy must be untouched.
+    @Test(arguments: [([6, 5, 3, 3], [0: [0, 2, 5]]), ([6, 5, 1, 1], [0: [1, 4, 5], 1: [0, 3]]), ([4, 100], [0: [1, 3]]),
+                      ([8, 3, 2], [1: [2]]), ([5, 7], [1: [0, 1, 2, 6]]), ([3, 4, 5, 6], [0: [0, 2], 2: [1, 4]])])
+    func sliceInPlaceEqualsCopy(dims: [Int], cuts: [Int: [Int]]) throws {
+        let values = (0..<dims.reduce(1, *)).map { Float($0) * 0.5 - 3 }
+        let original = Tensor(name: "w", floats: values, dims: dims)
+        let copied = try Surgery.slice(original, keep: cuts)
+        var own = Tensor(name: "w", floats: values, dims: dims)
+        let unique = own.hasUniqueBuffer()
+        #expect(unique)
+        try Surgery.sliceInPlace(&own, keep: cuts)
+        #expect(own.dims == copied.dims)
+        #expect(own.buffer.count == copied.buffer.count)
+        #expect(own.floatValues() == copied.floatValues())
+        #expect(original.floatValues() == values)
+    }
+
+    /// A weight whose buffer another value shares is copied, never cut in place: the other value
+    /// keeps its contents.
+    @Test func sharedWeightsAreNotCutInPlace() throws {
+        let model = residualModel()
+        let keep = try #require(model.graph.initializer(named: "wa"))
+        let before = try #require(keep.floatValues())
+        let options = PruningOptions(criterion: MagnitudeImportance(norm: 1), allocation: AllocationOptions(target: .ratio(0.5)))
+        _ = try Pruner.prune(model, options: options)
+        #expect(model.graph.initializer(named: "wa")?.dims == [2, 3, 1, 1])
+        #expect(keep.dims == [4, 3, 1, 1])
+        #expect(keep.buffer.count == 48)
+        #expect(keep.floatValues() == before)
+    }
+
     @Test func unreachableTargetSaysHowClose() throws {
         let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .flops(0.01)))
         #expect(throws: UnreachableTarget.self) { try Pruner.prune(residualModel(), options: options) }

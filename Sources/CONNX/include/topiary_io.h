@@ -11,6 +11,9 @@
 void *topiary_alloc(size_t size);
 void *topiary_calloc(size_t size);
 void topiary_free(void *pointer);
+/* Gives back the whole pages past the first `size` bytes of a block (mmap'd blocks only; a
+ * malloc'd block is left as it is). The block stays valid, and is freed as usual. */
+void topiary_shrink(void *pointer, size_t size);
 
 /* A ProtobufCAllocator that uses topiary_alloc and topiary_free. */
 ProtobufCAllocator *topiary_protobuf_allocator(void);

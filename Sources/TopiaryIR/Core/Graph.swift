@@ -71,8 +71,10 @@ public final class Graph {
         var indegree = [Int](repeating: 0, count: nodes.count)
         var users = [[Int]](repeating: [], count: nodes.count)
         for (i, node) in nodes.enumerated() {
-            for name in Set(node.inputs.filter { !$0.isEmpty } + node.capturedNames()) {
-                if let p = index.producer[name] {
+            let captured = node.attributes.isEmpty ? [] : node.capturedNames()
+            for name in node.inputs + captured where !name.isEmpty {
+                // Nodes are visited in index order, so a repeated edge is always the last one added.
+                if let p = index.producer[name], users[p].last != i {
                     indegree[i] += 1
                     users[p].append(i)
                 }

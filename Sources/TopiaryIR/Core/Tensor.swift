@@ -72,6 +72,9 @@ public struct Tensor: Sendable {
     /// Number of elements (the product of `dims`; 1 for a scalar).
     public var elementCount: Int { dims.reduce(1, *) }
 
+    /// True when no other value holds this tensor's buffer, so its bytes may be rewritten in place.
+    public mutating func hasUniqueBuffer() -> Bool { isKnownUniquelyReferenced(&buffer) }
+
     /// Replaces the elements with `buffer` (whose size must fit `dims` and `dataType`).
     public mutating func replaceBuffer(_ buffer: TensorBuffer) {
         self.buffer = buffer

@@ -1,4 +1,5 @@
 import CONNX
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,7 +9,7 @@ import Glibc
 /// protobuf-c structs an export builds; `Tensor` copies it before writing when it is shared.
 public final class TensorBuffer: @unchecked Sendable {
     /// Number of bytes.
-    public let count: Int
+    public private(set) var count: Int
     /// Start of the bytes; valid for the buffer's lifetime.
     public let base: UnsafeMutableRawPointer
 
@@ -48,6 +49,24 @@ public final class TensorBuffer: @unchecked Sendable {
     }
 
     deinit { topiary_free(base) }
+
+    /// Keeps the first `newCount` bytes; the memory past them stays mapped until
+    /// `releaseUnusedPages` or the buffer's end. Only for a buffer that nothing else shares (see
+    /// `Tensor.hasUniqueBuffer`).
+    public func truncate(to newCount: Int) {
+        precondition(newCount >= 0 && newCount <= count, "truncate past the end of a buffer")
+        count = newCount
+    }
+
+    /// Gives the whole pages past each buffer's bytes back to the system, on a background queue:
+    /// unmapping costs about as much as the copy that shrank them, and nothing needs to wait for
+    /// it. The buffers are kept alive until it is done.
+    public static func releaseUnusedPages(of buffers: [TensorBuffer]) {
+        if buffers.isEmpty { return }
+        DispatchQueue.global(qos: .utility).async {
+            for b in buffers { topiary_shrink(b.base, max(b.count, 1)) }
+        }
+    }
 
     /// The bytes, read-only.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }

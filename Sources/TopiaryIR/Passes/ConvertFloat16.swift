@@ -33,9 +33,10 @@ public enum ConvertFloat16 {
             graph.nodes[i] = node
         }
         let inits = Set(graph.initializers.map(\.name))
+        var names = UniqueNames(graph)
         var prologue: [Node] = []
         for input in graph.inputs where !inits.contains(input.name) && input.type.tensorType?.elemType == .float {
-            let half = uniqueName(input.name + "_fp16", graph)
+            let half = names.make(input.name + "_fp16")
             for k in graph.nodes.indices {
                 graph.nodes[k].inputs = graph.nodes[k].inputs.map { $0 == input.name ? half : $0 }
             }
@@ -44,7 +45,7 @@ public enum ConvertFloat16 {
         }
         var epilogue: [Node] = []
         for output in graph.outputs where output.type.tensorType?.elemType == .float {
-            let half = uniqueName(output.name + "_fp16", graph)
+            let half = names.make(output.name + "_fp16")
             for k in graph.nodes.indices {
                 graph.nodes[k].outputs = graph.nodes[k].outputs.map { $0 == output.name ? half : $0 }
                 graph.nodes[k].inputs = graph.nodes[k].inputs.map { $0 == output.name ? half : $0 }

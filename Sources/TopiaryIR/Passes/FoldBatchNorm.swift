@@ -38,8 +38,9 @@ public enum FoldBatchNorm {
                 newB[c] = Float((Double(bias[c]) - Double(mean[c])) * s + Double(beta[c]))
             }
             let base = conv.name.isEmpty ? wName : conv.name
-            let wOut = uniqueName(base + ".weight_bnfolded", graph)
-            let bOut = uniqueName(base + ".bias_bnfolded", graph)
+            var names = UniqueNames(graph)
+            let wOut = names.make(base + ".weight_bnfolded")
+            let bOut = names.make(base + ".bias_bnfolded")
             graph.initializers.append(Tensor(name: wOut, floats: newW, dims: w.dims))
             graph.initializers.append(Tensor(name: bOut, floats: newB, dims: [cout]))
             constants[wOut] = graph.initializers[graph.initializers.count - 2]
@@ -75,7 +76,7 @@ extension Graph {
     public func removeDeadCode() {
         while true {
             var used = Set(nodes.flatMap(\.inputs) + outputs.map(\.name))
-            for node in nodes { used.formUnion(node.capturedNames()) }
+            for node in nodes where !node.attributes.isEmpty { used.formUnion(node.capturedNames()) }
             let before = nodes.count
             nodes.removeAll { $0.isDefaultDomain && !$0.outputs.contains(where: used.contains) }
             if nodes.count == before {
@@ -88,11 +89,23 @@ extension Graph {
     }
 }
 
-/// A value name not yet used in `graph`, built from `base`.
-func uniqueName(_ base: String, _ graph: Graph) -> String {
-    let taken = Set(graph.initializers.map(\.name) + graph.nodes.flatMap(\.outputs) + graph.inputs.map(\.name))
-    if !taken.contains(base) { return base }
-    var i = 1
-    while taken.contains("\(base)_\(i)") { i += 1 }
-    return "\(base)_\(i)"
+/// Value names not yet used in a graph, made one after another: the graph's names are read once.
+public struct UniqueNames {
+    private var taken: Set<String>
+
+    public init(_ graph: Graph) {
+        taken = Set(graph.initializers.map(\.name) + graph.nodes.flatMap(\.outputs) + graph.inputs.map(\.name))
+    }
+
+    /// `base`, or `base_1`, `base_2` … when taken; the name returned counts as taken from then on.
+    public mutating func make(_ base: String) -> String {
+        var name = base
+        var i = 1
+        while taken.contains(name) {
+            name = "\(base)_\(i)"
+            i += 1
+        }
+        taken.insert(name)
+        return name
+    }
 }

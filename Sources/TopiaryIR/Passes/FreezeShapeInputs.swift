@@ -23,6 +23,7 @@ public enum FreezeShapeInputs {
         let table = try ShapeInference.run(model)
         var frozen = 0
         var made: [String: String] = [:]
+        var names = UniqueNames(graph)
         for i in graph.nodes.indices {
             let node = graph.nodes[i]
             guard node.isDefaultDomain, let slots = parameterInputs[node.opType] else { continue }
@@ -47,7 +48,7 @@ public enum FreezeShapeInputs {
                 if let existing = made[name] {
                     newName = existing
                 } else {
-                    newName = uniqueName(name + "_frozen", graph)
+                    newName = names.make(name + "_frozen")
                     graph.initializers.append(Tensor(name: newName, int64s: ints, dims: type.shape?.count == 0 ? [] : [ints.count]))
                     made[name] = newName
                 }

@@ -54,8 +54,9 @@ public final class DependencyAnalysis {
         var classOfRoot = [Int](repeating: -1, count: n)
         var atomClass = [Int](repeating: 0, count: n)
         var classCount = 0
+        let roots = graph.roots()
         for a in 0..<n {
-            let r = graph.find(a)
+            let r = roots[a]
             if classOfRoot[r] < 0 {
                 classOfRoot[r] = classCount
                 classCount += 1

@@ -6,6 +6,37 @@ struct Barrier: Error {
     init(_ reason: String) { self.reason = reason }
 }
 
+/// Disjoint sets of atoms (union by smaller index, path halving). A value type, so that a whole
+/// tie is one access to the owning graph rather than one per atom.
+struct UnionFind {
+    private var parent: [Int] = []
+
+    mutating func add(_ count: Int) {
+        let first = parent.count
+        parent.append(contentsOf: first..<(first + count))
+    }
+
+    mutating func find(_ a: Int) -> Int {
+        var a = a
+        while parent[a] != a {
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        }
+        return a
+    }
+
+    mutating func union(_ a: Int, _ b: Int) {
+        let ra = find(a), rb = find(b)
+        if ra != rb { parent[max(ra, rb)] = min(ra, rb) }
+    }
+
+    mutating func tie(_ a: [Int], _ b: [Int]) {
+        for (x, y) in zip(a, b) { union(x, y) }
+    }
+
+    mutating func roots() -> [Int] { parent.indices.map { find($0) } }
+}
+
 /// The channels of a model and the ties between them, built in one pass over the graph.
 ///
 /// Every producer of channels (a Conv, a Gemm, a graph input) makes a *space* of atoms, one per
@@ -24,10 +55,10 @@ final class DependencyGraph {
 
     let model: Model
     let shapes: ShapeTable
-    let constants: [String: Tensor]
+    private(set) var constants: [String: Tensor]
     private(set) var spaces: [Space] = []
     private(set) var atomSpace: [Int] = []
-    private var parent: [Int] = []
+    private var sets = UnionFind()
     private(set) var pins: [Int: String] = [:]
     var layouts: [String: ChannelLayout] = [:]
     private(set) var members: [Member] = []
@@ -49,34 +80,25 @@ final class DependencyGraph {
     func newSpace(name: String, node: String, opType: String, size: Int, pinned: String? = nil) -> [Int] {
         let first = atomSpace.count
         spaces.append(Space(name: name, node: node, opType: opType, firstAtom: first, size: size))
-        for i in 0..<size {
-            atomSpace.append(spaces.count - 1)
-            parent.append(first + i)
-        }
+        atomSpace.append(contentsOf: repeatElement(spaces.count - 1, count: size))
+        sets.add(size)
         let atoms = Array(first..<(first + size))
         if let pinned { pin(atoms, pinned) }
         return atoms
     }
 
-    func find(_ a: Int) -> Int {
-        var a = a
-        while parent[a] != a {
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        }
-        return a
-    }
+    func find(_ a: Int) -> Int { sets.find(a) }
 
-    func union(_ a: Int, _ b: Int) {
-        let ra = find(a), rb = find(b)
-        if ra != rb { parent[max(ra, rb)] = min(ra, rb) }
-    }
+    func union(_ a: Int, _ b: Int) { sets.union(a, b) }
 
     /// Ties two equally long atom lists position by position.
     func tie(_ a: [Int], _ b: [Int]) throws {
         guard a.count == b.count else { throw Barrier("channel counts differ (\(a.count) vs \(b.count))") }
-        for (x, y) in zip(a, b) { union(x, y) }
+        sets.tie(a, b)
     }
+
+    /// Class representative of every atom.
+    func roots() -> [Int] { sets.roots() }
 
     func pin(_ atoms: [Int], _ reason: String) {
         for a in atoms where pins[a] == nil { pins[a] = reason }
@@ -99,6 +121,12 @@ final class DependencyGraph {
     func constant(_ name: String) throws -> Tensor {
         guard let t = constants[name] else { throw Barrier("'\(name)' is not a constant") }
         return t
+    }
+
+    /// Drops this graph's references to the named constants (surgery's last step with them, so
+    /// that a weight nothing else holds can be cut in place).
+    func forgetConstants(_ names: some Sequence<String>) {
+        for name in names { constants[name] = nil }
     }
 
     func isConstant(_ name: String) -> Bool { constants[name] != nil }

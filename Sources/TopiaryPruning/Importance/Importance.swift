@@ -171,11 +171,18 @@ func slicePowerSums(of tensor: Tensor, axis: Int, p: Int) -> [Double] {
                 // Eight independent partial sums so the loop vectorises.
                 var lanes = SIMD8<Float>()
                 var i = 0
-                while i + 8 <= inner {
-                    var v = SIMD8<Float>()
-                    for j in 0..<8 { v[j] = row[i + j] }
-                    lanes += p == 1 ? v.replacing(with: -v, where: v .< 0) : v * v
-                    i += 8
+                if p == 1 {
+                    while i + 8 <= inner {
+                        let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD8<Float>.self)
+                        lanes += v.replacing(with: -v, where: v .< 0)
+                        i += 8
+                    }
+                } else {
+                    while i + 8 <= inner {
+                        let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD8<Float>.self)
+                        lanes += v * v
+                        i += 8
+                    }
                 }
                 var acc = lanes.sum()
                 while i < inner {
@@ -207,9 +214,14 @@ public struct MagnitudeImportance: Importance {
 
     public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
         var acc = ClassScores(classes: analysis.classes.count, combination: combination)
-        for (m, t) in analysis.producers {
-            let sums = slicePowerSums(of: t, axis: m.axis, p: norm)
-            acc.add(norm == 1 ? sums : sums.map { $0.squareRoot() }, classes: analysis.classIDs(m.atoms))
+        let producers = analysis.producers
+        let norm = norm
+        // Each filter bank is read once, the banks split across the cores (memory-bound).
+        let sums = try parallelMap(producers.indices.sorted { producers[$0].tensor.elementCount > producers[$1].tensor.elementCount }) { i in
+            (i, slicePowerSums(of: producers[i].tensor, axis: producers[i].member.axis, p: norm))
+        }.sorted { $0.0 < $1.0 }
+        for (i, s) in sums {
+            acc.add(norm == 1 ? s : s.map { $0.squareRoot() }, classes: analysis.classIDs(producers[i].member.atoms))
         }
         return acc.result
     }

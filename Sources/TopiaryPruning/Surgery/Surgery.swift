@@ -12,36 +12,63 @@ enum Surgery {
         let graph = model.graph
         var removedMask = [Bool](repeating: false, count: analysis.classes.count)
         for c in removed { removedMask[c] = true }
-        func isKept(_ atom: Int) -> Bool { !removedMask[analysis.atomClass[atom]] }
-        func keptPositions(_ atoms: [Int]) -> [Int] { atoms.indices.filter { isKept(atoms[$0]) } }
+        let keptAtom = analysis.atomClass.map { !removedMask[$0] }
+        func isKept(_ atom: Int) -> Bool { keptAtom[atom] }
+        func keptPositions(_ atoms: [Int]) -> [Int] {
+            var out: [Int] = []
+            out.reserveCapacity(atoms.count)
+            for (i, a) in atoms.enumerated() where keptAtom[a] { out.append(i) }
+            return out
+        }
         func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
 
-        // 1. Slice member tensors along their axes.
+        // 1. Slice member tensors along their axes. A weight that nothing else holds is compacted
+        // in place (kept slices only ever move towards the start) and its tail pages given back:
+        // no new memory to fault in, and no second copy at peak. A shared one is copied.
         var cuts: [String: [Int: [Int]]] = [:]
         for m in analysis.members { cuts[m.tensor, default: [:]][m.axis] = keptPositions(m.atoms) }
-        // Tensors are sliced in parallel: the copies are independent and memory-bound.
-        let jobs = try cuts.map { name, axes -> (Tensor, [Int: [Int]]) in
-            let t = try analysis.graph.constant(name)
-            return (t, axes.filter { $0.value.count != t.dims[$0.key] })
-        }.sorted { $0.0.buffer.count > $1.0.buffer.count }
-        let results = SliceResults(count: jobs.count)
-        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
-            let (t, changed) = jobs[i]
-            results.set(i, Result { changed.isEmpty ? t : try slice(t, keep: changed) })
-        }
-        var replacements: [String: Tensor] = [:]
-        for i in jobs.indices { replacements[jobs[i].0.name] = try results.get(i) }
-        for i in graph.initializers.indices {
-            if let t = replacements[graph.initializers[i].name] { graph.initializers[i] = t }
-        }
+        func changed(_ t: Tensor) -> [Int: [Int]] { (cuts[t.name] ?? [:]).filter { $0.value.count != t.dims[$0.key] } }
         for i in graph.nodes.indices where graph.nodes[i].opType == "Constant" {
-            if let out = graph.nodes[i].outputs.first, var t = replacements[out] {
-                t.name = ""
-                graph.nodes[i].attributes = [Attribute(name: "value", value: .tensor(t))]
+            guard let out = graph.nodes[i].outputs.first, cuts[out] != nil else { continue }
+            var t = try analysis.graph.constant(out)
+            let axes = changed(t)
+            if axes.isEmpty { continue }
+            t = try slice(t, keep: axes)
+            t.name = ""
+            graph.nodes[i].attributes = [Attribute(name: "value", value: .tensor(t))]
+        }
+        analysis.graph.forgetConstants(cuts.keys)
+        var tensors = graph.initializers
+        graph.initializers = []
+        var jobs: [(index: Int, axes: [Int: [Int]], inPlace: Bool)] = []
+        for i in tensors.indices where cuts[tensors[i].name] != nil {
+            let axes = changed(tensors[i])
+            if !axes.isEmpty { jobs.append((i, axes, tensors[i].hasUniqueBuffer())) }
+        }
+        jobs.sort { tensors[$0.index].buffer.count > tensors[$1.index].buffer.count }
+        let work = jobs
+        let failures = SliceFailures()
+        tensors.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let slots = buffer
+            DispatchQueue.concurrentPerform(iterations: jobs.count) { j in
+                let job = work[j]
+                do {
+                    if job.inPlace {
+                        try sliceInPlace(&slots[job.index], keep: job.axes)
+                    } else {
+                        slots[job.index] = try slice(slots[job.index], keep: job.axes)
+                    }
+                } catch {
+                    failures.record(error)
+                }
             }
         }
+        graph.initializers = tensors
+        TensorBuffer.releaseUnusedPages(of: jobs.filter(\.inPlace).map { tensors[$0.index].buffer })
+        if let error = failures.first { throw error }
 
         // 2. Attributes and shape constants that count channels.
+        var names = UniqueNames(graph)
         for update in analysis.graph.updates {
             switch update {
             case .depthwiseGroup(let n, let layout):
@@ -53,7 +80,7 @@ enum Surgery {
                     node.setAttribute("split", .ints(sizes))
                 } else {
                     node.attributes.removeAll { $0.name == "num_outputs" }
-                    let name = uniqueValueName(node.label + ".split_pruned", graph)
+                    let name = names.make(node.label + ".split_pruned")
                     graph.initializers.append(Tensor(name: name, int64s: sizes, dims: [sizes.count]))
                     if node.inputs.count > 1 { node.inputs[1] = name } else { node.inputs.append(name) }
                 }
@@ -76,7 +103,7 @@ enum Surgery {
                     for (slot, value) in [(1, newStart), (2, newEnd)] {
                         guard var v = node.input(slot).flatMap({ analysis.graph.constants[$0]?.int64Values() }) else { throw Barrier("slice bounds are not constant") }
                         v[k] = Int64(value)
-                        let name = uniqueValueName(node.label + (slot == 1 ? ".starts_pruned" : ".ends_pruned"), graph)
+                        let name = names.make(node.label + (slot == 1 ? ".starts_pruned" : ".ends_pruned"))
                         graph.initializers.append(Tensor(name: name, int64s: v, dims: [v.count]))
                         node.inputs[slot] = name
                     }
@@ -91,7 +118,7 @@ enum Surgery {
                 for (axis, size) in zip(output.axes, newSizes) where axis < target.count && target[axis] > 0 {
                     target[axis] = Int64(size)
                 }
-                let name = uniqueValueName(node.label + ".shape_pruned", graph)
+                let name = names.make(node.label + ".shape_pruned")
                 graph.initializers.append(Tensor(name: name, int64s: target, dims: [target.count]))
                 node.inputs[1] = name
                 graph.nodes[n] = node
@@ -102,7 +129,7 @@ enum Surgery {
         let changed = Set(analysis.graph.layouts.keys)
         graph.valueInfo.removeAll { changed.contains($0.name) }
         graph.removeDeadCode()
-        try ModelValidator.validate(model)
+        try ModelValidator.validate(model, cycles: false)  // shape inference next finds any cycle
         let table = try ShapeInference.run(model)
         for output in graph.outputs {
             if let declared = output.type.tensorType?.shape, let inferred = table.type(of: output.name)?.shape,
@@ -127,88 +154,103 @@ enum Surgery {
         try slice(t, keep: [axis: keep])
     }
 
-    /// The tensor with only the given positions along each cut axis, in one pass: an odometer over
-    /// the axes up to the last cut one, copying the contiguous run of the axes after it.
+    /// The tensor with only the given positions along each cut axis, in new memory.
     static func slice(_ t: Tensor, keep cuts: [Int: [Int]]) throws -> Tensor {
-        guard t.dataType != .string, t.dataType.bitWidth >= 8 else { throw Barrier("cannot slice a \(t.dataType) tensor") }
-        guard let last = cuts.keys.max() else { return t }
-        let width = t.dataType.bitWidth / 8
-        let dims = t.dims
-        let run = dims[(last + 1)...].reduce(1, *) * width
-        // Source positions along each axis up to `last`, and the byte stride of each.
-        let picks: [[Int]] = (0...last).map { cuts[$0] ?? Array(0..<dims[$0]) }
-        var strides = [Int](repeating: run, count: last + 1)
-        for a in stride(from: last - 1, through: 0, by: -1) { strides[a] = strides[a + 1] * dims[a + 1] }
-        var newDims = dims
-        for (a, p) in picks.enumerated() { newDims[a] = p.count }
-        let count = picks.reduce(1) { $0 * $1.count }
-        let out = TensorBuffer(uninitializedCount: count * run)
-        if count > 0 && run > 0 {
-            let src = t.buffer.base, dst = out.base
-            let inner = picks[last].map { $0 * strides[last] }
-            var index = [Int](repeating: 0, count: last)
-            var d = 0
-            let words = run / 4
-            while true {
-                var base = 0
-                for a in 0..<last { base += picks[a][index[a]] * strides[a] }
-                if run == 4 {
-                    let o = (dst + d).assumingMemoryBound(to: UInt32.self)
-                    for (k, off) in inner.enumerated() { o[k] = (src + base + off).assumingMemoryBound(to: UInt32.self).pointee }
-                    d += 4 * inner.count
-                } else if run % 4 == 0 && run <= 256 {
-                    for off in inner {
-                        let s = (src + base + off).assumingMemoryBound(to: UInt32.self), o = (dst + d).assumingMemoryBound(to: UInt32.self)
-                        for i in 0..<words { o[i] = s[i] }
-                        d += run
-                    }
-                } else {
-                    for off in inner {
-                        (dst + d).copyMemory(from: src + base + off, byteCount: run)
-                        d += run
-                    }
-                }
-                var a = last - 1
-                while a >= 0 {
-                    index[a] += 1
-                    if index[a] < picks[a].count { break }
-                    index[a] = 0
-                    a -= 1
-                }
-                if a < 0 { break }
-            }
-        }
-        var r = Tensor(name: t.name, dataType: t.dataType, dims: newDims, buffer: out)
+        let plan = try SlicePlan(t, keep: cuts)
+        let out = TensorBuffer(uninitializedCount: plan.byteCount)
+        plan.copy(from: t.buffer.base, to: out.base)
+        var r = Tensor(name: t.name, dataType: t.dataType, dims: plan.dims, buffer: out)
         r.docString = t.docString
         r.encoding = t.encoding
         return r
     }
 
-    static func uniqueValueName(_ base: String, _ graph: Graph) -> String {
-        let taken = Set(graph.initializers.map(\.name) + graph.nodes.flatMap(\.outputs) + graph.inputs.map(\.name))
-        if !taken.contains(base) { return base }
-        var i = 1
-        while taken.contains("\(base)_\(i)") { i += 1 }
-        return "\(base)_\(i)"
+    /// Slices `t` in its own buffer, which nothing else may hold (`Tensor.hasUniqueBuffer`).
+    static func sliceInPlace(_ t: inout Tensor, keep cuts: [Int: [Int]]) throws {
+        let plan = try SlicePlan(t, keep: cuts)
+        plan.copy(from: t.buffer.base, to: t.buffer.base)
+        t.buffer.truncate(to: plan.byteCount)
+        t.dims = plan.dims
     }
 }
 
-/// Results of parallel slicing, each slot written by exactly one iteration.
-final class SliceResults: @unchecked Sendable {
-    private var slots: [Result<Tensor, Error>?]
-    private let lock = NSLock()
+/// How to gather the kept positions of a tensor along its cut axes: an odometer over the axes up
+/// to the last cut one, copying the contiguous run of the axes after it. Every run lands at or
+/// before where it is read from, so source and destination may be the same buffer.
+struct SlicePlan {
+    let dims: [Int]
+    let byteCount: Int
+    private let run: Int
+    private let picks: [[Int]]
+    private let strides: [Int]
 
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ i: Int, _ r: Result<Tensor, Error>) {
-        lock.lock()
-        slots[i] = r
-        lock.unlock()
+    init(_ t: Tensor, keep cuts: [Int: [Int]]) throws {
+        guard t.dataType != .string, t.dataType.bitWidth >= 8 else { throw Barrier("cannot slice a \(t.dataType) tensor") }
+        let width = t.dataType.bitWidth / 8
+        let last = cuts.keys.max() ?? -1
+        var dims = t.dims
+        for (a, keep) in cuts { dims[a] = keep.count }
+        run = t.dims[(last + 1)...].reduce(1, *) * width
+        picks = (0..<(last + 1)).map { cuts[$0] ?? Array(0..<t.dims[$0]) }
+        var strides = [Int](repeating: run, count: last + 1)
+        for a in stride(from: last - 1, through: 0, by: -1) { strides[a] = strides[a + 1] * t.dims[a + 1] }
+        self.strides = strides
+        self.dims = dims
+        byteCount = dims.reduce(1, *) * width
     }
 
-    func get(_ i: Int) throws -> Tensor {
-        guard let r = slots[i] else { throw Barrier("a slice was not computed") }
-        return try r.get()
+    func copy(from src: UnsafeMutableRawPointer, to dst: UnsafeMutableRawPointer) {
+        guard let last = picks.indices.last else {
+            if src != dst { dst.copyMemory(from: src, byteCount: byteCount) }
+            return
+        }
+        if byteCount == 0 || run == 0 { return }
+        let inner = picks[last].map { $0 * strides[last] }
+        var index = [Int](repeating: 0, count: last)
+        var d = 0
+        let words = run / 4
+        while true {
+            var base = 0
+            for a in 0..<last { base += picks[a][index[a]] * strides[a] }
+            if run == 4 {
+                let o = (dst + d).assumingMemoryBound(to: UInt32.self), s = src + base
+                inner.withUnsafeBufferPointer { offsets in
+                    for k in offsets.indices { o[k] = s.load(fromByteOffset: offsets[k], as: UInt32.self) }
+                }
+                d += 4 * inner.count
+            } else if run % 4 == 0 && run <= 256 {
+                for off in inner {
+                    let s = (src + base + off).assumingMemoryBound(to: UInt32.self), o = (dst + d).assumingMemoryBound(to: UInt32.self)
+                    for i in 0..<words { o[i] = s[i] }  // forward, so safe when o <= s
+                    d += run
+                }
+            } else {
+                for off in inner {
+                    if dst + d != src + base + off { memmove(dst + d, src + base + off, run) }
+                    d += run
+                }
+            }
+            var a = last - 1
+            while a >= 0 {
+                index[a] += 1
+                if index[a] < picks[a].count { break }
+                index[a] = 0
+                a -= 1
+            }
+            if a < 0 { break }
+        }
+    }
+}
+
+/// The first error of the parallel slicing jobs.
+final class SliceFailures: @unchecked Sendable {
+    private(set) var first: Error?
+    private let lock = NSLock()
+
+    func record(_ error: Error) {
+        lock.lock()
+        if first == nil { first = error }
+        lock.unlock()
     }
 }
 
