@@ -24,7 +24,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "fixtures"))
 import make_models as mm  # noqa: E402
 
-OUT = os.path.join(ROOT, "bench", "results", "methods")
+OUT = os.path.join(ROOT, "bench", "results", os.environ.get("METHODS_OUT", "methods"))
 FMNIST = "/usr/share/datasets/fashion-mnist"
 TOPIARY = os.path.join(ROOT, ".build", "release", "topiary")
 
@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--macs", type=float, default=0.5)
     ap.add_argument("--arch", default="small_resnet")
+    ap.add_argument("--topiary", default=TOPIARY, help="binary to run (a copy keeps a long run independent of rebuilds)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
@@ -143,7 +144,7 @@ stages:
   - report: {{name: after}}
 """)
         run = os.path.join(OUT, f"run-{criterion}-{allocation}")
-        subprocess.run([TOPIARY, "run", pipeline, "--out", run], check=True, capture_output=True)
+        subprocess.run([args.topiary, "run", pipeline, "--out", run], check=True, capture_output=True)
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
         rows.append((f"Topiary {criterion}", allocation, kept, r["evaluations"][-1]["top1"]))

@@ -17,6 +17,9 @@ final class ConvKernel: Kernel {
     /// for 1×1 stride-1 unpadded convolutions. Small images: one GEMM per group over the batch.
     let perSample: Bool
     let pointwise: Bool
+    /// Stride 1, dilation 1, output as large as the input: a tap is the input plane shifted by
+    /// (i − ph, j − pw), gathered with one contiguous copy (see `gatherTap`).
+    let shifted: Bool
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
@@ -41,6 +44,7 @@ final class ConvKernel: Kernel {
         p = ho * wo
         perSample = !depthwise && (p >= 256 || n == 1)
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
+        shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         if !depthwise {
             for _ in 0..<group { cols.append(ctx.store.allocate(k * n * p)) }
             if !perSample { tmp = ctx.store.allocate((m / group) * n * p) }
@@ -83,6 +87,22 @@ final class ConvKernel: Kernel {
     /// One im2col row segment: output plane `out` (ho × wo) of kernel tap (i, j) from `plane`.
     @inline(__always)
     private func gatherTap(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
+        if shifted {
+            // Output position q reads input q + di·w + dj: one copy over the rows that exist, then
+            // the columns that wrapped around to a neighbouring row are set to zero.
+            let (di, dj) = (i - ph, j - pw)
+            let (oy0, oy1) = (max(0, -di), min(ho, h - di))
+            if oy1 <= oy0 || abs(dj) >= wo {
+                out.update(repeating: 0, count: p)
+                return
+            }
+            if oy0 > 0 { out.update(repeating: 0, count: oy0 * wo) }
+            if oy1 < ho { (out + oy1 * wo).update(repeating: 0, count: (ho - oy1) * wo) }
+            let lo = oy0 * wo + max(0, -dj), hi = oy1 * wo - max(0, dj)
+            (out + lo).update(from: plane + lo + di * wd + dj, count: hi - lo)
+            zeroWrapped(out, dj, oy0, oy1)
+            return
+        }
         let cols = columns(j)
         let off = j * dw - pw
         for oy in 0..<ho {
@@ -103,9 +123,31 @@ final class ConvKernel: Kernel {
         }
     }
 
+    /// Zeroes, in rows oy0..<oy1 of a tap plane shifted by `dj` columns, the columns whose input
+    /// column falls outside the image.
+    @inline(__always)
+    private func zeroWrapped(_ out: UnsafeMutablePointer<Float>, _ dj: Int, _ oy0: Int, _ oy1: Int) {
+        if dj == 0 { return }
+        let (c0, c1) = dj > 0 ? (wo - dj, wo) : (0, -dj)
+        for oy in oy0..<oy1 { for ox in c0..<c1 { out[oy * wo + ox] = 0 } }
+    }
+
     /// The adjoint of `gatherTap`: adds the tap's gradient plane into the input gradient.
     @inline(__always)
     private func scatterTap(_ src: UnsafePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
+        if shifted {
+            // The adjoint of the shifted copy. The wrapped columns of the source (a scratch column
+            // matrix) are zeroed first, so one contiguous add puts nothing where this tap does not
+            // reach; every input element still gets its taps' contributions in the same order.
+            let (di, dj) = (i - ph, j - pw)
+            let (oy0, oy1) = (max(0, -di), min(ho, h - di))
+            if oy1 <= oy0 || abs(dj) >= wo { return }
+            zeroWrapped(UnsafeMutablePointer(mutating: src), dj, oy0, oy1)
+            let lo = oy0 * wo + max(0, -dj), hi = oy1 * wo - max(0, dj)
+            let s = src + lo, d = plane + lo + di * wd + dj
+            for q in 0..<(hi - lo) { d[q] += s[q] }
+            return
+        }
         let cols = columns(j)
         if cols.isEmpty { return }
         let off = j * dw - pw

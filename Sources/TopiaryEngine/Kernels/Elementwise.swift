@@ -16,24 +16,30 @@ final class UnaryKernel: Kernel {
     }
 
     func forward(_ s: Store, training: Bool) {
-        let n = s.count(y), a = s.values[x], b = s.values[y]
-        switch fast {
-        case .relu: for i in 0..<n { b[i] = max(a[i], 0) }
-        case .clip(let lo, let hi): for i in 0..<n { b[i] = min(max(a[i], lo), hi) }
-        case .hardSwish: for i in 0..<n { let v = a[i]; b[i] = v * min(max(v + 3, 0), 6) * (1 / 6) }
-        case .identity: b.update(from: a, count: n)
-        case .none: for i in 0..<n { b[i] = f(a[i]) }
+        let a = s.values[x], b = s.values[y]
+        let fast = fast, f = f
+        Parallel.forEach(s.count(y)) { r in
+            switch fast {
+            case .relu: for i in r { b[i] = max(a[i], 0) }
+            case .clip(let lo, let hi): for i in r { b[i] = min(max(a[i], lo), hi) }
+            case .hardSwish: for i in r { let v = a[i]; b[i] = v * min(max(v + 3, 0), 6) * (1 / 6) }
+            case .identity: (b + r.lowerBound).update(from: a + r.lowerBound, count: r.count)
+            case .none: for i in r { b[i] = f(a[i]) }
+            }
         }
     }
 
     func backward(_ s: Store) {
         guard let gx = s.grads[x], let gy = s.grads[y] else { return }
-        let n = s.count(y), a = s.values[x], b = s.values[y]
-        switch fast {
-        case .relu: for i in 0..<n { gx[i] += a[i] > 0 ? gy[i] : 0 }
-        case .clip(let lo, let hi): for i in 0..<n { gx[i] += a[i] > lo && a[i] < hi ? gy[i] : 0 }
-        case .identity: for i in 0..<n { gx[i] += gy[i] }
-        default: for i in 0..<n { gx[i] += df(a[i], b[i]) * gy[i] }
+        let a = s.values[x], b = s.values[y]
+        let fast = fast, df = df
+        Parallel.forEach(s.count(y)) { r in
+            switch fast {
+            case .relu: for i in r { gx[i] += a[i] > 0 ? gy[i] : 0 }
+            case .clip(let lo, let hi): for i in r { gx[i] += a[i] > lo && a[i] < hi ? gy[i] : 0 }
+            case .identity: for i in r { gx[i] += gy[i] }
+            default: for i in r { gx[i] += df(a[i], b[i]) * gy[i] }
+            }
         }
     }
 
@@ -127,12 +133,15 @@ final class BinaryKernel: Kernel {
     func forward(_ s: Store, training: Bool) {
         let n = s.count(y), pa = s.values[a], pb = s.values[b], py = s.values[y]
         if mapA == nil && mapB == nil {
-            switch op {
-            case .add: for i in 0..<n { py[i] = pa[i] + pb[i] }
-            case .sub: for i in 0..<n { py[i] = pa[i] - pb[i] }
-            case .mul: for i in 0..<n { py[i] = pa[i] * pb[i] }
-            case .div: for i in 0..<n { py[i] = pa[i] / pb[i] }
-            case .prelu: for i in 0..<n { let v = pa[i]; py[i] = v > 0 ? v : v * pb[i] }
+            let op = op
+            Parallel.forEach(n) { r in
+                switch op {
+                case .add: for i in r { py[i] = pa[i] + pb[i] }
+                case .sub: for i in r { py[i] = pa[i] - pb[i] }
+                case .mul: for i in r { py[i] = pa[i] * pb[i] }
+                case .div: for i in r { py[i] = pa[i] / pb[i] }
+                case .prelu: for i in r { let v = pa[i]; py[i] = v > 0 ? v : v * pb[i] }
+                }
             }
             return
         }
@@ -164,14 +173,17 @@ final class BinaryKernel: Kernel {
         guard let gy = s.grads[y] else { return }
         let n = s.count(y), pa = s.values[a], pb = s.values[b]
         let ga = s.grads[a], gb = s.grads[b]
-        if mapA == nil && mapB == nil && op == .add {
-            if let ga { for i in 0..<n { ga[i] += gy[i] } }
-            if let gb { for i in 0..<n { gb[i] += gy[i] } }
-            return
-        }
-        if mapA == nil && mapB == nil && op == .mul {
-            if let ga { for i in 0..<n { ga[i] += gy[i] * pb[i] } }
-            if let gb { for i in 0..<n { gb[i] += gy[i] * pa[i] } }
+        if mapA == nil && mapB == nil && (op == .add || op == .mul) {
+            let mul = op == .mul
+            Parallel.forEach(n) { r in
+                if mul {
+                    if let ga { for i in r { ga[i] += gy[i] * pb[i] } }
+                    if let gb { for i in r { gb[i] += gy[i] * pa[i] } }
+                } else {
+                    if let ga { for i in r { ga[i] += gy[i] } }
+                    if let gb { for i in r { gb[i] += gy[i] } }
+                }
+            }
             return
         }
         for i in 0..<n {
