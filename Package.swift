@@ -23,6 +23,8 @@ let package = Package(
             path: "Sources/CONNX",
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
+        // The engine's compute thread pool (hand-written C: spinning workers need atomics).
+        .target(name: "CPool", path: "Sources/CPool", linkerSettings: [.linkedLibrary("pthread")]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
@@ -35,7 +37,7 @@ let package = Package(
         ),
         .target(
             name: "TopiaryEngine",
-            dependencies: ["TopiaryIR", "CBLAS", "CZlib"]
+            dependencies: ["TopiaryIR", "CBLAS", "CZlib", "CPool"]
         ),
         .target(
             name: "TopiaryPipeline",

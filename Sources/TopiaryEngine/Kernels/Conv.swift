@@ -144,8 +144,7 @@ final class ConvKernel: Kernel {
             if oy1 <= oy0 || abs(dj) >= wo { return }
             zeroWrapped(UnsafeMutablePointer(mutating: src), dj, oy0, oy1)
             let lo = oy0 * wo + max(0, -dj), hi = oy1 * wo - max(0, dj)
-            let s = src + lo, d = plane + lo + di * wd + dj
-            for q in 0..<(hi - lo) { d[q] += s[q] }
+            Vec.add(plane + lo + di * wd + dj, src + lo, hi - lo)
             return
         }
         let cols = columns(j)

@@ -20,7 +20,7 @@ final class UnaryKernel: Kernel {
         let fast = fast, f = f
         Parallel.forEach(s.count(y)) { r in
             switch fast {
-            case .relu: for i in r { b[i] = max(a[i], 0) }
+            case .relu: Vec.relu(b + r.lowerBound, a + r.lowerBound, r.count)
             case .clip(let lo, let hi): for i in r { b[i] = min(max(a[i], lo), hi) }
             case .hardSwish: for i in r { let v = a[i]; b[i] = v * min(max(v + 3, 0), 6) * (1 / 6) }
             case .identity: (b + r.lowerBound).update(from: a + r.lowerBound, count: r.count)
@@ -35,9 +35,9 @@ final class UnaryKernel: Kernel {
         let fast = fast, df = df
         Parallel.forEach(s.count(y)) { r in
             switch fast {
-            case .relu: for i in r { gx[i] += a[i] > 0 ? gy[i] : 0 }
+            case .relu: Vec.reluBackward(gx + r.lowerBound, a + r.lowerBound, gy + r.lowerBound, r.count)
             case .clip(let lo, let hi): for i in r { gx[i] += a[i] > lo && a[i] < hi ? gy[i] : 0 }
-            case .identity: for i in r { gx[i] += gy[i] }
+            case .identity: Vec.add(gx + r.lowerBound, gy + r.lowerBound, r.count)
             default: for i in r { gx[i] += df(a[i], b[i]) * gy[i] }
             }
         }
@@ -136,7 +136,7 @@ final class BinaryKernel: Kernel {
             let op = op
             Parallel.forEach(n) { r in
                 switch op {
-                case .add: for i in r { py[i] = pa[i] + pb[i] }
+                case .add: Vec.sum(py + r.lowerBound, pa + r.lowerBound, pb + r.lowerBound, r.count)
                 case .sub: for i in r { py[i] = pa[i] - pb[i] }
                 case .mul: for i in r { py[i] = pa[i] * pb[i] }
                 case .div: for i in r { py[i] = pa[i] / pb[i] }
@@ -180,8 +180,8 @@ final class BinaryKernel: Kernel {
                     if let ga { for i in r { ga[i] += gy[i] * pb[i] } }
                     if let gb { for i in r { gb[i] += gy[i] * pa[i] } }
                 } else {
-                    if let ga { for i in r { ga[i] += gy[i] } }
-                    if let gb { for i in r { gb[i] += gy[i] } }
+                    if let ga { Vec.add(ga + r.lowerBound, gy + r.lowerBound, r.count) }
+                    if let gb { Vec.add(gb + r.lowerBound, gy + r.lowerBound, r.count) }
                 }
             }
             return

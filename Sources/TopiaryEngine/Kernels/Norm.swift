@@ -96,20 +96,15 @@ final class BatchNormKernel: Kernel {
                     let gc = g[ch], bc = be[ch]
                     for sI in 0..<n {
                         let base = (sI * c + ch) * plane
-                        let src = px + base, xh = xhat + base, out = py + base
-                        for q in 0..<plane {
-                            let t = (src[q] - mu) * inv
-                            xh[q] = t
-                            out[q] = gc * t + bc
-                        }
+                        Vec.affine(xhat + base, px + base, inv, -mu * inv, plane)
+                        Vec.affine(py + base, xhat + base, gc, bc, plane)
                     }
                 } else {
                     // Inference: one multiply-add per element; x̂ is recomputed only if backward runs.
                     let a = g[ch] * inv, b0 = be[ch] - mu * a
                     for sI in 0..<n {
                         let base = (sI * c + ch) * plane
-                        let src = px + base, out = py + base
-                        for q in 0..<plane { out[q] = src[q] * a + b0 }
+                        Vec.affine(py + base, px + base, a, b0, plane)
                     }
                 }
             }
@@ -138,10 +133,18 @@ final class BatchNormKernel: Kernel {
                 for sI in 0..<n {
                     let base = (sI * c + ch) * plane
                     let d = gx + base, gyb = gy + base, xh = xhat + base
+                    var q = 0
                     if trainedLast {
-                        for q in 0..<plane { d[q] += k * (gyb[q] - mG - xh[q] * mGX) }
+                        let vk = Vec.V(repeating: k), vm = Vec.V(repeating: mG), vx = Vec.V(repeating: mGX)
+                        while q + 16 <= plane {
+                            Vec.store(Vec.load(d + q) + vk * (Vec.load(gyb + q) - vm - Vec.load(xh + q) * vx), d + q)
+                            q += 16
+                        }
+                        while q < plane { d[q] += k * (gyb[q] - mG - xh[q] * mGX); q += 1 }
                     } else {
-                        for q in 0..<plane { d[q] += k * gyb[q] }
+                        let vk = Vec.V(repeating: k)
+                        while q + 16 <= plane { Vec.store(Vec.load(d + q) + vk * Vec.load(gyb + q), d + q); q += 16 }
+                        while q < plane { d[q] += k * gyb[q]; q += 1 }
                     }
                 }
             }

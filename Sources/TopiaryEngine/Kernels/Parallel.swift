@@ -1,19 +1,31 @@
+import CPool
 import Dispatch
 
 /// Splits independent loop iterations over the machine's cores (two here). Work items must not
 /// write to the same memory; results are then identical to a sequential run.
 enum Parallel {
-    /// Wraps a non-Sendable closure for `concurrentPerform`; safe because callers only hand it
-    /// loops whose iterations touch disjoint memory.
-    private struct Body: @unchecked Sendable {
-        let run: (Range<Int>) -> Void
+    /// A loop body for the C pool, reached through an unretained pointer while the call runs.
+    private final class Job {
+        let run: (Int) -> Void
+        init(_ run: @escaping (Int) -> Void) { self.run = run }
     }
 
     /// Threads to use; `setComputeThreads` sets it (default: every core, at most 8).
     nonisolated(unsafe) static var workers = max(1, min(System.cores, 8))
 
-    /// True on a worker thread of `forEach` or `blocks`: nested loops then run sequentially.
+    /// True while running an item of a parallel loop: nested loops then run sequentially.
     @TaskLocal static var inside = false
+
+    /// Runs `body(i)` for i in 0..<count on the engine's thread pool (`topiary_pool_run`).
+    private static func run(_ count: Int, _ body: @escaping (Int) -> Void) {
+        let job = Job(body)
+        withExtendedLifetime(job) {
+            topiary_pool_run(count, Int32(workers), { context, i in
+                let job = Unmanaged<Job>.fromOpaque(context!).takeUnretainedValue()
+                Parallel.$inside.withValue(true) { job.run(i) }
+            }, Unmanaged.passUnretained(job).toOpaque())
+        }
+    }
 
     /// Runs `body` over 0..<count in contiguous chunks, in parallel when `count × cost` is large
     /// enough to pay for the threads.
@@ -23,19 +35,15 @@ enum Parallel {
             return
         }
         let chunks = min(workers, count)
-        let b = Body(run: body)
-        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+        run(chunks) { i in
             let lo = count * i / chunks, hi = count * (i + 1) / chunks
-            if lo < hi { $inside.withValue(true) { b.run(lo..<hi) } }
+            if lo < hi { body(lo..<hi) }
         }
     }
 
     /// Runs `body(i)` for every i in 0..<count, one block per iteration, in parallel.
     static func blocks(count: Int, _ body: (Int) -> Void) {
-        withoutActuallyEscaping(body) { body in
-            let b = Body(run: { range in for i in range { body(i) } })
-            DispatchQueue.concurrentPerform(iterations: count) { i in $inside.withValue(true) { b.run(i..<(i + 1)) } }
-        }
+        withoutActuallyEscaping(body) { body in run(count, body) }
     }
 }
 

@@ -1,0 +1,56 @@
+/// Element-wise loops written with 16-float vectors: Swift does not vectorise loops over
+/// pointers it cannot prove apart, and these are the engine's inner loops. Each handles any
+/// length (a scalar tail) and unaligned pointers.
+enum Vec {
+    typealias V = SIMD16<Float>
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    @inline(__always) static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+
+    /// d[i] += s[i]
+    @inline(__always) static func add(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(d + i) + load(s + i), d + i); i += 16 }
+        while i < n { d[i] += s[i]; i += 1 }
+    }
+
+    /// y[i] = max(x[i], 0)
+    @inline(__always) static func relu(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let zero = V()
+        while i + 16 <= n {
+            let v = load(x + i)
+            store(v.replacing(with: zero, where: v .< zero), y + i)  // (pointwiseMax compiles to a scalar loop)
+            i += 16
+        }
+        while i < n { y[i] = max(x[i], 0); i += 1 }
+    }
+
+    /// dx[i] += x[i] > 0 ? dy[i] : 0
+    @inline(__always) static func reluBackward(_ dx: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let zero = V()
+        while i + 16 <= n {
+            let g = load(dy + i).replacing(with: zero, where: load(x + i) .<= zero)
+            store(load(dx + i) + g, dx + i)
+            i += 16
+        }
+        while i < n { dx[i] += x[i] > 0 ? dy[i] : 0; i += 1 }
+    }
+
+    /// y[i] = a[i] + b[i]
+    @inline(__always) static func sum(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(a + i) + load(b + i), y + i); i += 16 }
+        while i < n { y[i] = a[i] + b[i]; i += 1 }
+    }
+
+    /// y[i] = x[i] · a + b
+    @inline(__always) static func affine(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ a: Float, _ b: Float, _ n: Int) {
+        var i = 0
+        let va = V(repeating: a), vb = V(repeating: b)
+        while i + 16 <= n { store(load(x + i) * va + vb, y + i); i += 16 }
+        while i < n { y[i] = x[i] * a + b; i += 1 }
+    }
+}
