@@ -72,7 +72,7 @@ case "phases":
     for _ in 0..<repeats {
         let a = try seconds { _ = try ShapeInference.run(model) }
         let b = try seconds { _ = try model.graph.topologicalOrder() }
-        let c = try seconds { _ = model.graph.constants() }
+        let c = seconds { _ = model.graph.constants() }
         let d = try seconds { _ = try CostModel.analyse(model) }
         let e = try seconds { _ = try DependencyAnalysis(model: model) }
         try emit(["shapes": a, "topo": b, "constants": c, "cost": d, "analysis": e])

@@ -40,6 +40,14 @@ import TopiaryTestSupport
         }
         a = a.map { $0 / Double(n * h * w) }
         for i in 0..<(k * k) { #expect(abs(a[i] - f.a[i]) <= 1e-5 * max(1, abs(a[i]))) }
+        // The mean patch, likewise.
+        var mean = [Double](repeating: 0, count: k)
+        for s in 0..<n { for oy in 0..<h { for ox in 0..<w { for ch in 0..<c { for i in 0..<3 { for j in 0..<3 {
+            let iy = oy + i - 1, ix = ox + j - 1
+            if iy >= 0 && iy < h && ix >= 0 && ix < w { mean[(ch * 3 + i) * 3 + j] += Double(data.images[((s * c + ch) * h + iy) * w + ix]) / Double(n * h * w) }
+        } } } } } }
+        #expect(f.mean.count == k)
+        for i in 0..<k { #expect(abs(mean[i] - f.mean[i]) <= 1e-6 * max(1, abs(mean[i])), "mean[\(i)] direct \(mean[i]) engine \(f.mean[i])") }
 
         // Direct G from the output gradient of one backward pass over the same batch.
         let program = try Program(model: model, batch: n)

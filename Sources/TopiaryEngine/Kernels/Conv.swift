@@ -60,10 +60,10 @@ final class ConvKernel: Kernel {
         return lo..<max(lo, hi)
     }
 
-    /// Adds this convolution's K-FAC factors for the current batch: A += Σ patches·patchesᵀ over
+    /// Adds this convolution's K-FAC factors for the current batch (and Σ patches into `mean`): A += Σ patches·patchesᵀ over
     /// every sample and position (K × K, K = C_in/group·kh·kw, group 0 only), G += Σ dY·dYᵀ over
     /// every sample (M × M, summed over positions). Returns false for depthwise and grouped convs.
-    func accumulateKFAC(_ s: Store, a: inout [Double], g: inout [Double]) -> Bool {
+    func accumulateKFAC(_ s: Store, a: inout [Double], g: inout [Double], mean: inout [Double]) -> Bool {
         guard !depthwise, group == 1, let gy = s.grads[y] else { return false }
         let px = s.values[x]
         let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
@@ -74,6 +74,12 @@ final class ConvKernel: Kernel {
             im2colSample(px, sample: sI, group: 0, into: col)
             gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
             for i in 0..<(k * k) { a[i] += Double(aa[i]) }
+            for r in 0..<k {
+                let row = col + r * p
+                var t = 0.0
+                for q in 0..<p { t += Double(row[q]) }
+                mean[r] += t
+            }
             let dout = gy + sI * m * p
             gemm(transB: true, m: m, n: m, k: p, a: dout, lda: p, b: dout, ldb: p, beta: 0, c: gg, ldc: m)
             for i in 0..<(m * m) { g[i] += Double(gg[i]) }

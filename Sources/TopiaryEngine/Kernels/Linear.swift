@@ -56,10 +56,11 @@ final class GemmKernel: Kernel {
 extension GemmKernel {
     /// K-FAC factors of a Gemm with B as [N, K] (transB) or [K, N]: A += aᵀa (K × K), G += dYᵀdY
     /// (N × N), summed over the batch. Returns false when A is transposed.
-    func accumulateKFAC(_ s: Store, a fa: inout [Double], g fg: inout [Double]) -> Bool {
+    func accumulateKFAC(_ s: Store, a fa: inout [Double], g fg: inout [Double], mean: inout [Double]) -> Bool {
         guard !transA, let gy = s.grads[y] else { return false }
         let x = s.values[a]
         for r in 0..<m {
+            for i in 0..<k { mean[i] += Double(x[r * k + i]) }
             for i in 0..<k { let xi = Double(x[r * k + i]); if xi == 0 { continue }; for j in 0..<k { fa[i * k + j] += xi * Double(x[r * k + j]) } }
             for i in 0..<n { let gi = Double(gy[r * n + i]); if gi == 0 { continue }; for j in 0..<n { fg[i * n + j] += gi * Double(gy[r * n + j]) } }
         }

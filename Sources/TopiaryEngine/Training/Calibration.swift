@@ -7,12 +7,13 @@ import TopiaryIR
 /// of every trained weight, the L2 norm of its gradient. BatchNormalization runs in inference mode.
 public enum Calibration {
     /// K-FAC factors of one layer: A (K × K, input-patch second moment) and G (M × M, output
-    /// gradient second moment, per-sample gradients), row-major.
+    /// gradient second moment, per-sample gradients), row-major; and the input patches' mean (K).
     public struct KFAC: Sendable {
         public var k: Int
         public var m: Int
         public var a: [Double]
         public var g: [Double]
+        public var mean: [Double]
     }
 
     public struct Result: Sendable {
@@ -72,11 +73,13 @@ public enum Calibration {
                 for kernel in program.kernels {
                     if let conv = kernel as? ConvKernel, let name = names[conv.w] {
                         let shape = conv.kfacShape
-                        var f = factors[name] ?? KFAC(k: shape.k, m: shape.m, a: Array(repeating: 0, count: shape.k * shape.k), g: Array(repeating: 0, count: shape.m * shape.m))
-                        if conv.accumulateKFAC(program.store, a: &f.a, g: &f.g) { factors[name] = f; positions[name] = shape.positions }
+                        var f = factors[name] ?? KFAC(k: shape.k, m: shape.m, a: Array(repeating: 0, count: shape.k * shape.k), g: Array(repeating: 0, count: shape.m * shape.m),
+                                                      mean: Array(repeating: 0, count: shape.k))
+                        if conv.accumulateKFAC(program.store, a: &f.a, g: &f.g, mean: &f.mean) { factors[name] = f; positions[name] = shape.positions }
                     } else if let gemmK = kernel as? GemmKernel, let name = names[gemmK.b] {
-                        var f = factors[name] ?? KFAC(k: gemmK.k, m: gemmK.n, a: Array(repeating: 0, count: gemmK.k * gemmK.k), g: Array(repeating: 0, count: gemmK.n * gemmK.n))
-                        if gemmK.accumulateKFAC(program.store, a: &f.a, g: &f.g) { factors[name] = f; positions[name] = 1 }
+                        var f = factors[name] ?? KFAC(k: gemmK.k, m: gemmK.n, a: Array(repeating: 0, count: gemmK.k * gemmK.k), g: Array(repeating: 0, count: gemmK.n * gemmK.n),
+                                                      mean: Array(repeating: 0, count: gemmK.k))
+                        if gemmK.accumulateKFAC(program.store, a: &f.a, g: &f.g, mean: &f.mean) { factors[name] = f; positions[name] = 1 }
                     }
                 }
             }
@@ -93,6 +96,7 @@ public enum Calibration {
         for (name, var f) in factors {
             let pos = Double(positions[name] ?? 1)
             f.a = f.a.map { $0 / (samples * pos) }
+            f.mean = f.mean.map { $0 / (samples * pos) }
             f.g = f.g.map { $0 * Double(b * b) / samples }
             factors[name] = f
         }

@@ -16,7 +16,7 @@ extension CalibrationData {
         if needsGradients {
             let g = try Calibration.gather(model: model, data: d, batches: batches, threads: threads, seed: seed, kfac: options.criterion is HessianImportance)
             c = CalibrationData(channelTaylor: g.channelTaylor, filterGradientNorm: g.filterGradientNorm, batches: g.batches,
-                                kfac: g.kfac.mapValues { KFACFactors(k: $0.k, m: $0.m, a: $0.a, g: $0.g) })
+                                kfac: g.kfac.mapValues { KFACFactors(k: $0.k, m: $0.m, a: $0.a, g: $0.g, mean: $0.mean) })
         }
         if needsHSIC { c.layerImportance = try HSIC.layerImportance(model: model, data: d, threads: threads, seed: seed) }
         return c

@@ -56,10 +56,14 @@ public struct SimilarityImportance: Importance {
 }
 
 /// Second-order importance with K-FAC (as in NAP): the Hessian block of a layer is approximated
-/// by A ⊗ G (input-patch and output-gradient second moments from calibration batches); removing
-/// output filter i raises the loss by about ½ · G_ii · w_iᵀ (A + λI) w_i, with damping λ =
-/// 10⁻³ · mean(diag A). The estimates are on one scale across layers, so global allocation
-/// ranks them directly: NAP's automatic per-layer ratios.
+/// by A ⊗ G (input-patch and output-gradient second moments from calibration batches). Removing
+/// output channel i moves its pre-activation z_i = w_i·x + b_i to the value c_i at which the
+/// channel's output is zero, which raises the loss by about ½ · G_ii · E[(z_i − c_i)²] =
+/// ½ · G_ii · (w_iᵀ (A + λI) w_i + 2 d_i w_i·E[x] + d_i²), d_i = b_i − c_i, with damping λ =
+/// 10⁻³ · mean(diag A). Without a BatchNormalization after the layer c_i = 0 (the output is z);
+/// with one, c_i = μ_i − σ_i β_i / γ_i (its output γ_i (z_i − μ_i) / σ_i + β_i is then zero), so
+/// the shift β that the channel also carries counts. The estimates are on one scale across
+/// layers, so global allocation ranks them directly: NAP's automatic per-layer ratios.
 public struct HessianImportance: Importance {
     public let damping: Double
     public var name: String { "hessian" }
@@ -68,9 +72,11 @@ public struct HessianImportance: Importance {
 
     public init(damping: Double = 1e-3) { self.damping = damping }
 
-    /// ½ · G_ii · w_iᵀ (A + λI) w_i for every row of `w` (M × K, row-major).
-    public static func rowImportance(w: [Double], factors f: KFACFactors, damping: Double) -> [Double] {
+    /// ½ · G_ii · (w_iᵀ (A + λI) w_i + 2 d_i w_i·mean + d_i²) for every row of `w` (M × K,
+    /// row-major); the d terms only when `offsets` (M) and the factors' mean are given.
+    public static func rowImportance(w: [Double], factors f: KFACFactors, damping: Double, offsets: [Double]? = nil) -> [Double] {
         let lambda = damping * (0..<f.k).reduce(0.0) { $0 + f.a[$1 * f.k + $1] } / Double(max(f.k, 1))
+        let shifted = offsets != nil && f.mean.count == f.k
         return (0..<f.m).map { i in
             let row = w[(i * f.k)..<((i + 1) * f.k)].map { $0 }
             var q = 0.0
@@ -79,7 +85,31 @@ public struct HessianImportance: Importance {
                 for c in 0..<f.k { t += f.a[r * f.k + c] * row[c] }
                 q += row[r] * t
             }
+            if shifted, let d = offsets?[i] {
+                var wm = 0.0
+                for r in 0..<f.k { wm += row[r] * f.mean[r] }
+                q += 2 * d * wm + d * d
+            }
             return 0.5 * f.g[i * f.m + i] * q
+        }
+    }
+
+    /// d_i = b_i − c_i of a producing node's output channels (see the type's comment).
+    static func offsets(of node: Node, channels: Int, graph: DependencyGraph, normalisation: [String: Node]) -> [Double] {
+        func floats(_ name: String?) -> [Double]? {
+            guard let name, let v = graph.constants[name]?.floatValues(), v.count == channels else { return nil }
+            return v.map { Double($0) }
+        }
+        let bias = floats(node.input(2)) ?? Array(repeating: 0, count: channels)
+        guard let out = node.outputs.first, let bn = normalisation[out],
+              let gamma = floats(bn.input(1)), let beta = floats(bn.input(2)), let mu = floats(bn.input(3)), let variance = floats(bn.input(4)) else {
+            return bias
+        }
+        let eps = Double(bn.float("epsilon", default: 1e-5))
+        return (0..<channels).map { i in
+            let g = gamma[i] >= 0 ? max(gamma[i], 1e-6) : min(gamma[i], -1e-6)
+            let c = mu[i] - (variance[i] + eps).squareRoot() * beta[i] / g
+            return bias[i] - c
         }
     }
 
@@ -87,11 +117,16 @@ public struct HessianImportance: Importance {
         guard let calibration, !calibration.kfac.isEmpty else {
             throw IRError.unsupported("the hessian criterion needs calibration data (topiary prune --data, or data.train in a pipeline)")
         }
+        let graph = analysis.model.graph
+        var normalisation: [String: Node] = [:]
+        for n in graph.nodes where n.opType == "BatchNormalization" { if let x = n.input(0) { normalisation[x] = n } }
+        let nodes = Dictionary(graph.nodes.map { ($0.label, $0) }, uniquingKeysWith: { a, _ in a })
         var acc = ClassScores(classes: analysis.classes.count, combination: .sum)
         for m in analysis.members where m.role == .producer {
             guard let f = calibration.kfac[m.tensor], let t = analysis.graph.constants[m.tensor], let v = t.floatValues(),
                   m.axis == 0, t.dims[0] == f.m, t.elementCount == f.m * f.k else { continue }
-            let imp = Self.rowImportance(w: v.map { Double($0) }, factors: f, damping: damping)
+            let offsets = nodes[m.node].map { Self.offsets(of: $0, channels: f.m, graph: analysis.graph, normalisation: normalisation) }
+            let imp = Self.rowImportance(w: v.map { Double($0) }, factors: f, damping: damping, offsets: offsets)
             acc.addRaw(imp, classes: analysis.classIDs(m.atoms))
         }
         return acc.result

@@ -41,9 +41,11 @@ public struct KFACFactors: Sendable {
     public var m: Int
     public var a: [Double]
     public var g: [Double]
+    /// Mean input patch (K); empty when not measured.
+    public var mean: [Double]
 
-    public init(k: Int, m: Int, a: [Double], g: [Double]) {
-        (self.k, self.m, self.a, self.g) = (k, m, a, g)
+    public init(k: Int, m: Int, a: [Double], g: [Double], mean: [Double] = []) {
+        (self.k, self.m, self.a, self.g, self.mean) = (k, m, a, g, mean)
     }
 }
 
