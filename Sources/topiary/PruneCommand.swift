@@ -19,7 +19,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of channels to remove (0 ≤ R < 1).") var ratio: Double?
     @Option(help: "Fraction of the FLOPs to keep (0 < F ≤ 1).") var flops: Double?
     @Option(help: "Fraction of the parameters to keep (0 < P ≤ 1).") var params: Double?
-    @Option(help: "uniform (each group loses the same fraction), global (one ranking), hsic (per-layer ratios from HSIC with the output) or search (evolutionary width search); hsic and search need --data.") var allocation = "uniform"
+    @Option(help: "uniform (each group loses the same fraction), global (one ranking), global_cost (one ranking by score per FLOP, or per parameter, saved), hsic (per-layer ratios from HSIC with the output) or search (evolutionary width search); hsic and search need --data.") var allocation = "uniform"
     @Option(help: "With --allocation search: candidates per generation.") var population = 8
     @Option(help: "With --allocation search: generations.") var generations = 4
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
@@ -38,7 +38,7 @@ struct PruneCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global, hsic or search") }
+        guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global, global_cost, hsic or search") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
     }
 

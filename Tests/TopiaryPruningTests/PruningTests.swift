@@ -96,6 +96,46 @@ import TopiaryTestSupport
         #expect(keep.floatValues() == before)
     }
 
+    /// Scores on one scale: 1 for every channel, 0.9 for those of the group conv b makes.
+    struct Flat: Importance {
+        var name: String { "flat" }
+        var comparableAcrossLayers: Bool { true }
+        func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+            var s = Array(repeating: 1.0, count: analysis.classes.count)
+            for g in analysis.groups where g.producers == ["b (Conv)"] { for c in g.classes { s[c] = 0.9 } }
+            return s
+        }
+    }
+
+    /// global_cost ranks by score per FLOP saved: it takes channels from the group whose channels
+    /// cost most (a 3×3 conv over 8×8 against a 1×1 conv over 2×2) although they score a little
+    /// higher, and meets the target; plain global takes the lower-scored group's first.
+    @Test func globalCostTakesTheCostlyChannelsFirst() throws {
+        func w(_ name: String, _ dims: [Int]) -> Tensor { Tensor(name: name, floats: (0..<dims.reduce(1, *)).map { Float($0 % 5) - 2 }, dims: dims) }
+        func model() -> Model {
+            let nodes = [
+                B.node("Conv", ["x", "wa"], ["a"], ints: ["pads": [1, 1, 1, 1]]), B.node("Relu", ["a"], ["ra"]),
+                B.node("MaxPool", ["ra"], ["pa"], ints: ["kernel_shape": [4, 4], "strides": [4, 4]]),
+                B.node("Conv", ["pa", "wb"], ["b"]), B.node("Relu", ["b"], ["rb"]),
+                B.node("Conv", ["rb", "wc"], ["y"]),
+            ]
+            return B.model(nodes, inputs: [B.value("x", [1, 3, 8, 8])], outputs: ["y"],
+                           initializers: [w("wa", [8, 3, 3, 3]), w("wb", [8, 8, 1, 1]), w("wc", [2, 8, 1, 1])])
+        }
+        var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .flops(0.7), strategy: .globalCost))
+        let result = try Pruner.prune(model(), options: options)
+        let a = try #require(result.widths.first { $0.producers == ["a (Conv)"] })
+        let b = try #require(result.widths.first { $0.producers == ["b (Conv)"] })
+        #expect(a.after < a.before)
+        #expect(b.after == b.before)
+        #expect(Double(result.after.flops) <= 0.7 * Double(result.before.flops))
+        options.allocation.strategy = .global
+        let plain = try Pruner.prune(model(), options: options)
+        #expect(Double(plain.after.flops) <= 0.7 * Double(plain.before.flops))
+        let plainB = try #require(plain.widths.first { $0.producers == ["b (Conv)"] })
+        #expect(plainB.after < plainB.before)
+    }
+
     @Test func unreachableTargetSaysHowClose() throws {
         let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .flops(0.01)))
         #expect(throws: UnreachableTarget.self) { try Pruner.prune(residualModel(), options: options) }

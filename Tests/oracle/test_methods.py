@@ -146,9 +146,10 @@ stages:
     check_model(str(outdir / "run" / "s.onnx"))
 
 
+@pytest.mark.parametrize("allocation", ["global", "global_cost"])
 @pytest.mark.parametrize("name", ["small_resnet", "mobilenetv2", "dense_inception", "cnn_opset11"])
-def test_hessian_kfac_with_global_allocation(name, outdir):
-    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "hessian", "--allocation", "global", "--data", TRAIN)
+def test_hessian_kfac_with_global_allocation(name, allocation, outdir):
+    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "hessian", "--allocation", allocation, "--data", TRAIN)
     assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
     kept = [g["after"] / g["before"] for g in r["groups"] if g["before"] > 1 and g["after"] < g["before"]]
     assert len(set(round(k, 2) for k in kept)) > 1

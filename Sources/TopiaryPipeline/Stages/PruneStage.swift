@@ -71,7 +71,7 @@ public struct PruneStage: PipelineStage {
             targetNode = t
         }
         let a = try fields.string("allocation") ?? "global"
-        guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform, global or hsic") }
+        guard let strategy = AllocationStrategy(rawValue: a) else { throw fields["allocation"]!.error("allocation must be uniform, global, global_cost, hsic or search") }
         allocation = strategy
         if (strategy == .hsic || strategy == .search) && !context.spec.train {
             throw fields["allocation"]!.error("allocation \(a) needs calibration data: add data.train to the pipeline")

@@ -17,6 +17,10 @@ public enum AllocationStrategy: String, Sendable, CaseIterable {
     case uniform
     /// One ranking of all channels, scores normalised within each group.
     case global
+    /// One ranking of all channels by (normalised) score per unit of what removing the channel
+    /// saves (FLOPs, or parameters for a parameter target): the greedy answer to the knapsack of
+    /// keeping the most importance within the budget. With a ratio target, as `global`.
+    case globalCost = "global_cost"
     /// Keep-ratios per group from layer importance (HSIC with the output, ITPruner): a group keeps
     /// a fraction proportional to its importance, scaled to meet the target; channels within a
     /// group go by the criterion's scores.
@@ -116,10 +120,28 @@ public struct Allocation {
         // Global order: scores normalised by the group's largest prunable score (computed only
         // when a global ranking is asked for).
         lazy var globalOrder: [(cls: Int, group: Int)] = {
+            // For global_cost: what removing one channel of each group saves, relative to the mean.
+            var saving: [Double]?
+            let ratioTarget: Bool = { if case .ratio = options.target { return true }; return false }()
+            if options.strategy == .globalCost, !ratioTarget {
+                let estimator = makeEstimator()
+                let byParams: Bool = { if case .params = options.target { return true }; return false }()
+                let base = byParams ? estimator.base.params : estimator.base.flops
+                let one: [Double] = groups.map { g in
+                    guard let c = g.prunableClasses.first else { return 0 }
+                    let e = estimator.estimate(removing: [c])
+                    return max(base - (byParams ? e.params : e.flops), 0)
+                }
+                let mean = one.reduce(0, +) / Double(max(one.count, 1))
+                saving = one.map { mean > 0 ? max($0 / mean, 1e-6) : 1 }
+            }
             var all: [(Double, Int, Int)] = []
             for (g, r) in ranked.enumerated() {
                 let top = r.map { scores[$0] }.max() ?? 0
-                for c in r { all.append((options.normaliseScores ? (top > 0 ? scores[c] / top : 0) : scores[c], c, g)) }
+                for c in r {
+                    let score = options.normaliseScores ? (top > 0 ? scores[c] / top : 0) : scores[c]
+                    all.append((saving.map { score / $0[g] } ?? score, c, g))
+                }
             }
             return all.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { ($0.1, $0.2) }
         }()
@@ -159,7 +181,7 @@ public struct Allocation {
         func candidate(_ x: Double) -> Set<Int> {
             switch options.strategy {
             case .uniform: return uniform(x)
-            case .global: return global(Int((x * Double(total)).rounded()))
+            case .global, .globalCost: return global(Int((x * Double(total)).rounded()))
             case .hsic: return hsic(x)
             case .search: return global(Int((x * Double(total)).rounded()))
             }
