@@ -101,25 +101,31 @@ def main():
     ap.add_argument("--macs", type=float, default=0.5)
     ap.add_argument("--arch", default="small_resnet")
     ap.add_argument("--topiary", default=TOPIARY, help="binary to run (a copy keeps a long run independent of rebuilds)")
+    ap.add_argument("--configs", help="Topiary runs as criterion:allocation[:distill],... (default: every criterion with global, l2 with each allocation)")
+    ap.add_argument("--reuse", action="store_true", help="keep the base model, data and rows of an earlier run in the same folder; run only --configs and add their rows")
     args = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
-    x, y, xt, yt = load(args.train_subset)
-    np.savez(os.path.join(OUT, "train.npz"), x=x, y=y)
-    np.savez(os.path.join(OUT, "test.npz"), x=xt, y=yt)
-    arch = {"small_resnet": mm.SmallResNet, "mobilenetv2": mm.MobileNetV2}[args.arch]
-    torch.manual_seed(0)
-    base = arch()
-    t0 = time.time()
-    train(base, x, y, args.train_epochs, 0.05)
-    base_acc = accuracy(base, xt, yt)
     base_path = os.path.join(OUT, f"{args.arch}.onnx")
-    torch.onnx.export(base.eval(), (torch.randn(1, 1, 28, 28),), base_path, dynamo=False, opset_version=17,
-                      training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
-    print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
-    rows = [("unpruned", "", 1.0, base_acc)]
+    if args.reuse:
+        rows = [tuple(r) for r in json.load(open(os.path.join(OUT, "methods.json")))["rows"]]
+        x = y = None
+    else:
+        x, y, xt, yt = load(args.train_subset)
+        np.savez(os.path.join(OUT, "train.npz"), x=x, y=y)
+        np.savez(os.path.join(OUT, "test.npz"), x=xt, y=yt)
+        arch = {"small_resnet": mm.SmallResNet, "mobilenetv2": mm.MobileNetV2}[args.arch]
+        torch.manual_seed(0)
+        base = arch()
+        t0 = time.time()
+        train(base, x, y, args.train_epochs, 0.05)
+        base_acc = accuracy(base, xt, yt)
+        torch.onnx.export(base.eval(), (torch.randn(1, 1, 28, 28),), base_path, dynamo=False, opset_version=17,
+                          training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
+        print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
+        rows = [("unpruned", "", 1.0, base_acc)]
     # Torch-Pruning: magnitude and Taylor, uniform and global, fine-tuned in PyTorch.
-    for name, imp in (("magnitude (L2)", tp.importance.MagnitudeImportance(p=2)), ("taylor", tp.importance.TaylorImportance())):
+    for name, imp in () if args.reuse else (("magnitude (L2)", tp.importance.MagnitudeImportance(p=2)), ("taylor", tp.importance.TaylorImportance())):
         for glob in (False, True):
             found = tp_prune(base, imp, x, y, args.macs, glob)
             if found is None:
@@ -129,25 +135,28 @@ def main():
             rows.append((f"Torch-Pruning {name}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
             print(rows[-1], flush=True)
     # Topiary: every criterion with global allocation, plus the automatic allocations.
-    configs = [(c, "global") for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
-    configs += [("l2", "uniform"), ("l2", "hsic"), ("l2", "search")]
-    for criterion, allocation in configs:
-        pipeline = os.path.join(OUT, f"{criterion}-{allocation}.yml")
+    configs = [(c, "global", False) for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
+    configs += [("l2", "uniform", False), ("l2", "hsic", False), ("l2", "search", False)]
+    if args.configs:
+        configs = [(p[0], p[1], len(p) > 2 and p[2] == "distill") for p in (c.split(":") for c in args.configs.split(","))]
+    for criterion, allocation, distill in configs:
+        tag = f"{criterion}-{allocation}" + ("-distill" if distill else "")
+        pipeline = os.path.join(OUT, f"{tag}.yml")
         with open(pipeline, "w") as f:
             f.write(f"""model: {base_path}
 data: {{train: {OUT}/train.npz, val: {OUT}/test.npz}}
 stages:
   - report: {{name: before}}
   - prune: {{criterion: {criterion}, target: {{flops: {args.macs}}}, allocation: {allocation}}}
-  - finetune: {{epochs: {args.finetune_epochs}, lr: 0.01, weight_decay: 0.0005}}
+  - finetune: {{epochs: {args.finetune_epochs}, lr: 0.01, weight_decay: 0.0005{", distill: true" if distill else ""}}}
   - evaluate: {{name: test}}
   - report: {{name: after}}
 """)
-        run = os.path.join(OUT, f"run-{criterion}-{allocation}")
+        run = os.path.join(OUT, f"run-{tag}")
         subprocess.run([args.topiary, "run", pipeline, "--out", run], check=True, capture_output=True)
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
-        rows.append((f"Topiary {criterion}", allocation, kept, r["evaluations"][-1]["top1"]))
+        rows.append((f"Topiary {criterion}" + (" + distillation" if distill else ""), allocation, kept, r["evaluations"][-1]["top1"]))
         print(rows[-1], flush=True)
     json.dump(dict(args=vars(args), rows=rows), open(os.path.join(OUT, "methods.json"), "w"), indent=2)
     print("\n| method | allocation | MACs kept | test top-1 |\n|---|---|---:|---:|")
