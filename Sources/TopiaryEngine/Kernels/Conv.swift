@@ -192,11 +192,47 @@ final class ConvKernel: Kernel {
 
     /// im2col of the whole batch and group `g` as [K × (n·P)].
     private func im2col(_ src: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        if shifted { return shiftedBatch(group: g, gather: true, col: col, planes: UnsafeMutablePointer(mutating: src)) }
         forEachTap(group: g, samples: 0..<n, rowLength: n * p) { gatherTap(src + $1, col + $0, $2, $3) }
     }
 
     private func col2im(_ col: UnsafePointer<Float>, group g: Int, into dst: UnsafeMutablePointer<Float>) {
+        if shifted { return shiftedBatch(group: g, gather: false, col: UnsafeMutablePointer(mutating: col), planes: dst) }
         forEachTap(group: g, samples: 0..<n, rowLength: n * p) { scatterTap(col + $0, dst + $1, $2, $3) }
+    }
+
+    /// `gatherTap` / `scatterTap` of a shifted convolution over the whole batch, with each tap's
+    /// geometry worked out once for all samples (on small maps the per-sample work is a few
+    /// vectors, and the per-call overhead was most of the time).
+    private func shiftedBatch(group g: Int, gather: Bool, col: UnsafeMutablePointer<Float>, planes: UnsafeMutablePointer<Float>) {
+        let cg = c / group, rowLength = n * p
+        Parallel.forEach(cg, cost: kh * kw * n * p) { range in
+            for ci in range {
+                for i in 0..<self.kh {
+                    for j in 0..<self.kw {
+                        let row = col + ((ci * self.kh + i) * self.kw + j) * rowLength
+                        let (di, dj) = (i - self.ph, j - self.pw)
+                        let (oy0, oy1) = (max(0, -di), min(self.ho, self.h - di))
+                        let empty = oy1 <= oy0 || abs(dj) >= self.wo
+                        let lo = oy0 * self.wo + max(0, -dj), hi = oy1 * self.wo - max(0, dj), shift = di * self.wd + dj
+                        for sI in 0..<self.n {
+                            let out = row + sI * self.p, plane = planes + (sI * self.c + g * cg + ci) * self.h * self.wd
+                            if gather {
+                                if empty { out.update(repeating: 0, count: self.p); continue }
+                                if oy0 > 0 { out.update(repeating: 0, count: oy0 * self.wo) }
+                                if oy1 < self.ho { (out + oy1 * self.wo).update(repeating: 0, count: (self.ho - oy1) * self.wo) }
+                                (out + lo).update(from: plane + lo + shift, count: hi - lo)
+                                self.zeroWrapped(out, dj, oy0, oy1)
+                            } else {
+                                if empty { continue }
+                                self.zeroWrapped(out, dj, oy0, oy1)
+                                Vec.add(plane + lo + shift, out + lo, hi - lo)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// im2col of one sample and group as [K × P].
