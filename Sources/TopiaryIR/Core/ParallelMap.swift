@@ -12,7 +12,7 @@ public func parallelMap<T, R>(_ items: [T], _ body: (T) throws -> R) throws -> [
         slots.deinitialize()
         slots.deallocate()
     }
-    try withoutActuallyEscaping(body) { body in
+    withoutActuallyEscaping(body) { body in
         nonisolated(unsafe) let body = body, out = slots, items = items
         DispatchQueue.concurrentPerform(iterations: items.count) { i in
             out[i] = Result { try body(items[i]) }
