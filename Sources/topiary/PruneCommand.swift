@@ -24,6 +24,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "With --allocation search: generations.") var generations = 4
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
     @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
+    @Option(name: .customLong("max-group-ratio"), help: "Largest fraction of any group's channels removed (0 < R ≤ 1).") var maxGroupRatio = 1.0
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
     @Option(help: "How a channel's normalised scores over tied tensors combine: sum, mean or max.") var combine = "sum"
     @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
@@ -40,6 +41,7 @@ struct PruneCommand: ParsableCommand {
         }
         guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global, global_cost, hsic or search") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
+        guard maxGroupRatio > 0 && maxGroupRatio <= 1 else { throw ValidationError("--max-group-ratio must be in (0, 1]") }
     }
 
     func run() throws {
@@ -53,6 +55,7 @@ struct PruneCommand: ParsableCommand {
                 criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
+            options.allocation.maxGroupRatio = maxGroupRatio
             if allocation == "search", let data {
                 options.allocation.search = SearchOptions(population: population, generations: generations, seed: seed)
                 options.fitness = SearchFitness.make(train: try Dataset.load(data), validation: nil, seed: seed)

@@ -107,21 +107,24 @@ import TopiaryTestSupport
         }
     }
 
+    /// x → conv a (8, 3×3 over 8×8) → pool 4 → conv b (8, 1×1 over 2×2) → conv c (2, graph output).
+    func twoGroupModel() -> Model {
+        func w(_ name: String, _ dims: [Int]) -> Tensor { Tensor(name: name, floats: (0..<dims.reduce(1, *)).map { Float($0 % 5) - 2 }, dims: dims) }
+        let nodes = [
+            B.node("Conv", ["x", "wa"], ["a"], ints: ["pads": [1, 1, 1, 1]]), B.node("Relu", ["a"], ["ra"]),
+            B.node("MaxPool", ["ra"], ["pa"], ints: ["kernel_shape": [4, 4], "strides": [4, 4]]),
+            B.node("Conv", ["pa", "wb"], ["b"]), B.node("Relu", ["b"], ["rb"]),
+            B.node("Conv", ["rb", "wc"], ["y"]),
+        ]
+        return B.model(nodes, inputs: [B.value("x", [1, 3, 8, 8])], outputs: ["y"],
+                       initializers: [w("wa", [8, 3, 3, 3]), w("wb", [8, 8, 1, 1]), w("wc", [2, 8, 1, 1])])
+    }
+
     /// global_cost ranks by score per FLOP saved: it takes channels from the group whose channels
     /// cost most (a 3×3 conv over 8×8 against a 1×1 conv over 2×2) although they score a little
     /// higher, and meets the target; plain global takes the lower-scored group's first.
     @Test func globalCostTakesTheCostlyChannelsFirst() throws {
-        func w(_ name: String, _ dims: [Int]) -> Tensor { Tensor(name: name, floats: (0..<dims.reduce(1, *)).map { Float($0 % 5) - 2 }, dims: dims) }
-        func model() -> Model {
-            let nodes = [
-                B.node("Conv", ["x", "wa"], ["a"], ints: ["pads": [1, 1, 1, 1]]), B.node("Relu", ["a"], ["ra"]),
-                B.node("MaxPool", ["ra"], ["pa"], ints: ["kernel_shape": [4, 4], "strides": [4, 4]]),
-                B.node("Conv", ["pa", "wb"], ["b"]), B.node("Relu", ["b"], ["rb"]),
-                B.node("Conv", ["rb", "wc"], ["y"]),
-            ]
-            return B.model(nodes, inputs: [B.value("x", [1, 3, 8, 8])], outputs: ["y"],
-                           initializers: [w("wa", [8, 3, 3, 3]), w("wb", [8, 8, 1, 1]), w("wc", [2, 8, 1, 1])])
-        }
+        let model = twoGroupModel
         var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .flops(0.7), strategy: .globalCost))
         let result = try Pruner.prune(model(), options: options)
         let a = try #require(result.widths.first { $0.producers == ["a (Conv)"] })
@@ -134,6 +137,18 @@ import TopiaryTestSupport
         #expect(Double(plain.after.flops) <= 0.7 * Double(plain.before.flops))
         let plainB = try #require(plain.widths.first { $0.producers == ["b (Conv)"] })
         #expect(plainB.after < plainB.before)
+    }
+
+    /// max_group_ratio bounds what any group loses, whatever the ranking wants.
+    @Test func maxGroupRatioBoundsEveryGroup() throws {
+        var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .ratio(0.6), strategy: .global))
+        options.allocation.maxGroupRatio = 0.5
+        let result = try Pruner.prune(twoGroupModel(), options: options)
+        for w in result.widths { #expect(w.after * 2 >= w.before, "\(w.producers): \(w.before) -> \(w.after)") }
+        var unbounded = options
+        unbounded.allocation.maxGroupRatio = 1
+        let free = try Pruner.prune(twoGroupModel(), options: unbounded)
+        #expect(free.widths.contains { $0.after * 2 < $0.before })
     }
 
     @Test func unreachableTargetSaysHowClose() throws {

@@ -24,13 +24,14 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "ignore", "combine", "seed", "calibration_batches", "search"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "ignore", "combine", "seed", "calibration_batches", "search"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
     let allocation: AllocationStrategy
     let roundTo: Int
     let minChannels: Int
+    let maxGroupRatio: Double
     let ignore: [String]
     let combine: ScoreCombination
     let seed: UInt64?
@@ -91,6 +92,8 @@ public struct PruneStage: PipelineStage {
         minChannels = try fields.int("min_channels") ?? 1
         guard roundTo >= 1 else { throw fields["round_to"]!.error("round_to must be ≥ 1") }
         guard minChannels >= 1 else { throw fields["min_channels"]!.error("min_channels must be ≥ 1") }
+        maxGroupRatio = try fields.double("max_group_ratio") ?? 1
+        guard maxGroupRatio > 0 && maxGroupRatio <= 1 else { throw fields["max_group_ratio"]!.error("max_group_ratio must be in (0, 1]") }
         ignore = try fields["ignore"]?.strings() ?? []
         let c = try fields.string("combine") ?? "sum"
         guard let comb = ScoreCombination(rawValue: c) else { throw fields["combine"]!.error("combine must be sum, mean or max") }
@@ -100,7 +103,7 @@ public struct PruneStage: PipelineStage {
     }
 
     public var resolved: [String: Any] {
-        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "ignore": ignore, "combine": combine.rawValue]
+        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "ignore": ignore, "combine": combine.rawValue]
         if allocation == .search { out["search"] = ["population": search.population, "generations": search.generations, "mutation_rate": search.mutationRate] }
         switch target {
         case .ratio(let r): out["target"] = ["ratio": r]
@@ -113,9 +116,10 @@ public struct PruneStage: PipelineStage {
     public var label: String { "prune \(criterion) to \(targetText)" }
 
     func options(seed runSeed: UInt64) -> PruningOptions {
-        PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
-                       allocation: AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels),
-                       ignore: Set(ignore))
+        var a = AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels)
+        a.maxGroupRatio = maxGroupRatio
+        return PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
+                              allocation: a, ignore: Set(ignore))
     }
 
     public func run(_ run: RunContext, index: Int) throws {

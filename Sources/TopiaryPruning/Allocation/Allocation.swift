@@ -38,6 +38,9 @@ public struct AllocationOptions: Sendable {
     public var roundTo: Int
     /// No group keeps fewer channels than this.
     public var minChannels: Int
+    /// Largest fraction of any group's channels that may be removed (1: no limit). Keeps a
+    /// one-shot global ranking from taking a whole group down to `minChannels`.
+    public var maxGroupRatio: Double = 1
     /// Importance of each group (by group id), for `hsic`.
     public var groupImportance: [Int: Double] = [:]
     /// For `search`.
@@ -75,7 +78,9 @@ public struct Allocation {
             let estimator = makeEstimator()
             let groups = analysis.groups.filter(\.isPrunable)
             let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
-            let floors: [Int] = groups.map { g in max(min(options.minChannels, g.width), g.width - g.prunableClasses.count) }
+            let floors: [Int] = groups.map { g in
+            max(min(options.minChannels, g.width), g.width - g.prunableClasses.count, g.width - Int((Double(g.width) * options.maxGroupRatio).rounded(.down)))
+        }
             let startKeep = groups.map { g in g.width - g.classes.filter { first.removed.contains($0) }.count }
             let fits: (Set<Int>) -> Bool = { removed in
                 let e = estimator.estimate(removing: removed)
@@ -95,7 +100,9 @@ public struct Allocation {
         let groups = analysis.groups.filter(\.isPrunable)
         // Prunable classes of each group, least important first.
         let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
-        let floors: [Int] = groups.map { g in max(min(options.minChannels, g.width), g.width - g.prunableClasses.count) }
+        let floors: [Int] = groups.map { g in
+            max(min(options.minChannels, g.width), g.width - g.prunableClasses.count, g.width - Int((Double(g.width) * options.maxGroupRatio).rounded(.down)))
+        }
 
         func keepCount(_ g: Int, removing want: Int) -> Int {
             let width = groups[g].width
