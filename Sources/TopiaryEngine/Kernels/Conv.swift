@@ -93,22 +93,7 @@ final class ConvKernel: Kernel {
     /// One im2col row segment: output plane `out` (ho × wo) of kernel tap (i, j) from `plane`.
     @inline(__always)
     private func gatherTap(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
-        if shifted {
-            // Output position q reads input q + di·w + dj: one copy over the rows that exist, then
-            // the columns that wrapped around to a neighbouring row are set to zero.
-            let (di, dj) = (i - ph, j - pw)
-            let (oy0, oy1) = (max(0, -di), min(ho, h - di))
-            if oy1 <= oy0 || abs(dj) >= wo {
-                out.update(repeating: 0, count: p)
-                return
-            }
-            if oy0 > 0 { out.update(repeating: 0, count: oy0 * wo) }
-            if oy1 < ho { (out + oy1 * wo).update(repeating: 0, count: (ho - oy1) * wo) }
-            let lo = oy0 * wo + max(0, -dj), hi = oy1 * wo - max(0, dj)
-            (out + lo).update(from: plane + lo + di * wd + dj, count: hi - lo)
-            zeroWrapped(out, dj, oy0, oy1)
-            return
-        }
+        if shifted { return ShiftedTap(self, i, j).gather(plane, out) }
         let cols = columns(j)
         let off = j * dw - pw
         for oy in 0..<ho {
@@ -129,30 +114,10 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// Zeroes, in rows oy0..<oy1 of a tap plane shifted by `dj` columns, the columns whose input
-    /// column falls outside the image.
-    @inline(__always)
-    private func zeroWrapped(_ out: UnsafeMutablePointer<Float>, _ dj: Int, _ oy0: Int, _ oy1: Int) {
-        if dj == 0 { return }
-        let (c0, c1) = dj > 0 ? (wo - dj, wo) : (0, -dj)
-        for oy in oy0..<oy1 { for ox in c0..<c1 { out[oy * wo + ox] = 0 } }
-    }
-
     /// The adjoint of `gatherTap`: adds the tap's gradient plane into the input gradient.
     @inline(__always)
     private func scatterTap(_ src: UnsafePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ i: Int, _ j: Int) {
-        if shifted {
-            // The adjoint of the shifted copy. The wrapped columns of the source (a scratch column
-            // matrix) are zeroed first, so one contiguous add puts nothing where this tap does not
-            // reach; every input element still gets its taps' contributions in the same order.
-            let (di, dj) = (i - ph, j - pw)
-            let (oy0, oy1) = (max(0, -di), min(ho, h - di))
-            if oy1 <= oy0 || abs(dj) >= wo { return }
-            zeroWrapped(UnsafeMutablePointer(mutating: src), dj, oy0, oy1)
-            let lo = oy0 * wo + max(0, -dj), hi = oy1 * wo - max(0, dj)
-            Vec.add(plane + lo + di * wd + dj, src + lo, hi - lo)
-            return
-        }
+        if shifted { return ShiftedTap(self, i, j).scatter(src, plane) }
         let cols = columns(j)
         if cols.isEmpty { return }
         let off = j * dw - pw
@@ -211,23 +176,10 @@ final class ConvKernel: Kernel {
                 for i in 0..<self.kh {
                     for j in 0..<self.kw {
                         let row = col + ((ci * self.kh + i) * self.kw + j) * rowLength
-                        let (di, dj) = (i - self.ph, j - self.pw)
-                        let (oy0, oy1) = (max(0, -di), min(self.ho, self.h - di))
-                        let empty = oy1 <= oy0 || abs(dj) >= self.wo
-                        let lo = oy0 * self.wo + max(0, -dj), hi = oy1 * self.wo - max(0, dj), shift = di * self.wd + dj
+                        let tap = ShiftedTap(self, i, j)
                         for sI in 0..<self.n {
                             let out = row + sI * self.p, plane = planes + (sI * self.c + g * cg + ci) * self.h * self.wd
-                            if gather {
-                                if empty { out.update(repeating: 0, count: self.p); continue }
-                                if oy0 > 0 { out.update(repeating: 0, count: oy0 * self.wo) }
-                                if oy1 < self.ho { (out + oy1 * self.wo).update(repeating: 0, count: (self.ho - oy1) * self.wo) }
-                                (out + lo).update(from: plane + lo + shift, count: hi - lo)
-                                self.zeroWrapped(out, dj, oy0, oy1)
-                            } else {
-                                if empty { continue }
-                                self.zeroWrapped(out, dj, oy0, oy1)
-                                Vec.add(plane + lo + shift, out + lo, hi - lo)
-                            }
+                            if gather { tap.gather(plane, out) } else { tap.scatter(out, plane) }
                         }
                     }
                 }
@@ -377,5 +329,51 @@ final class ConvKernel: Kernel {
                 col2im(cols[g], group: g, into: gx)
             }
         }
+    }
+}
+
+/// One kernel tap (i, j) of a stride-1, dilation-1 convolution whose output is as large as its
+/// input: output position q reads input q + di·w + dj. Geometry worked out once; `gather` and
+/// `scatter` run per plane.
+private struct ShiftedTap {
+    let wo: Int, p: Int, dj: Int, oy0: Int, oy1: Int, lo: Int, hi: Int, shift: Int
+    var empty: Bool { oy1 <= oy0 || abs(dj) >= wo }
+
+    init(_ conv: ConvKernel, _ i: Int, _ j: Int) {
+        let di = i - conv.ph
+        (wo, p, dj) = (conv.wo, conv.p, j - conv.pw)
+        (oy0, oy1) = (max(0, -di), min(conv.ho, conv.h - di))
+        lo = oy0 * wo + max(0, -dj)
+        hi = oy1 * wo - max(0, dj)
+        shift = di * conv.wd + dj
+    }
+
+    /// The tap's im2col plane: one copy over the rows that exist, then the columns that wrapped
+    /// around to a neighbouring row set to zero.
+    @inline(__always)
+    func gather(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        if empty { return out.update(repeating: 0, count: p) }
+        if oy0 > 0 { out.update(repeating: 0, count: oy0 * wo) }
+        if oy1 * wo < p { (out + oy1 * wo).update(repeating: 0, count: p - oy1 * wo) }
+        (out + lo).update(from: plane + lo + shift, count: hi - lo)
+        zeroWrapped(out)
+    }
+
+    /// The adjoint. The wrapped columns of the source (a scratch column matrix) are zeroed
+    /// first, so one contiguous add puts nothing where this tap does not reach; every input
+    /// element still gets its taps' contributions in the same order.
+    @inline(__always)
+    func scatter(_ src: UnsafePointer<Float>, _ plane: UnsafeMutablePointer<Float>) {
+        if empty { return }
+        zeroWrapped(UnsafeMutablePointer(mutating: src))
+        Vec.add(plane + lo + shift, src + lo, hi - lo)
+    }
+
+    /// Zeroes, in rows oy0..<oy1, the columns whose input column falls outside the image.
+    @inline(__always)
+    private func zeroWrapped(_ out: UnsafeMutablePointer<Float>) {
+        if dj == 0 { return }
+        let (c0, c1) = dj > 0 ? (wo - dj, wo) : (0, -dj)
+        for oy in oy0..<oy1 { for ox in c0..<c1 { out[oy * wo + ox] = 0 } }
     }
 }
