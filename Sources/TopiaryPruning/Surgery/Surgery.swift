@@ -46,26 +46,24 @@ enum Surgery {
             if !axes.isEmpty { jobs.append((i, axes, tensors[i].hasUniqueBuffer())) }
         }
         jobs.sort { tensors[$0.index].buffer.count > tensors[$1.index].buffer.count }
-        let work = jobs
-        let failures = SliceFailures()
-        tensors.withUnsafeMutableBufferPointer { buffer in
+        let failure: Error? = tensors.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let slots = buffer
-            DispatchQueue.concurrentPerform(iterations: jobs.count) { j in
-                let job = work[j]
-                do {
+            do {
+                _ = try parallelMap(jobs) { job in
                     if job.inPlace {
                         try sliceInPlace(&slots[job.index], keep: job.axes)
                     } else {
                         slots[job.index] = try slice(slots[job.index], keep: job.axes)
                     }
-                } catch {
-                    failures.record(error)
                 }
+                return nil
+            } catch {
+                return error
             }
         }
         graph.initializers = tensors
         TensorBuffer.releaseUnusedPages(of: jobs.filter(\.inPlace).map { tensors[$0.index].buffer })
-        if let error = failures.first { throw error }
+        if let failure { throw failure }
 
         // 2. Attributes and shape constants that count channels.
         var names = UniqueNames(graph)
@@ -239,18 +237,6 @@ struct SlicePlan {
             }
             if a < 0 { break }
         }
-    }
-}
-
-/// The first error of the parallel slicing jobs.
-final class SliceFailures: @unchecked Sendable {
-    private(set) var first: Error?
-    private let lock = NSLock()
-
-    func record(_ error: Error) {
-        lock.lock()
-        if first == nil { first = error }
-        lock.unlock()
     }
 }
 
