@@ -98,6 +98,8 @@ public struct Allocation {
                                                            fitness: fitness, options: o, start: startKeep, progress: progress))
         }
         let groups = analysis.groups.filter(\.isPrunable)
+        // Built once, when a cost target or global_cost needs it.
+        lazy var estimator = makeEstimator()
         // Prunable classes of each group, least important first.
         let ranked: [[Int]] = groups.map { g in g.prunableClasses.sorted { (scores[$0], $0) < (scores[$1], $1) } }
         let floors: [Int] = groups.map { g in
@@ -131,7 +133,6 @@ public struct Allocation {
             var saving: [Double]?
             let ratioTarget: Bool = { if case .ratio = options.target { return true }; return false }()
             if options.strategy == .globalCost, !ratioTarget {
-                let estimator = makeEstimator()
                 let byParams: Bool = { if case .params = options.target { return true }; return false }()
                 let base = byParams ? estimator.base.params : estimator.base.flops
                 let one: [Double] = groups.map { g in
@@ -211,7 +212,6 @@ public struct Allocation {
         case .flops(let keep), .params(let keep):
             guard keep > 0 && keep <= 1 else { throw UnreachableTarget(description: "a keep fraction of \(keep) must be in (0, 1]") }
             let isFlops: Bool = { if case .flops = options.target { return true }; return false }()
-            let estimator = makeEstimator()
             func cost(_ s: Set<Int>) -> Double {
                 let e = estimator.estimate(removing: s)
                 return isFlops ? e.flops / estimator.base.flops : e.params / estimator.base.params
