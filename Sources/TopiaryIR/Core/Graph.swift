@@ -26,7 +26,8 @@ public final class Graph {
     /// Index of each initializer by name.
     public func initializerIndex() -> [String: Int] {
         var map: [String: Int] = [:]
-        for (i, t) in initializers.enumerated() { map[t.name] = i }
+        map.reserveCapacity(initializers.count)
+        for i in initializers.indices { map[initializers[i].name] = i }
         return map
     }
 
@@ -67,16 +68,35 @@ public final class Graph {
     /// Node indices in an order where every node comes after the producers of its inputs; throws
     /// `IRError.cycle` when the graph has a cycle.
     public func topologicalOrder() throws -> [Int] {
-        let index = GraphIndex(self)
+        var producer: [String: Int] = [:]
+        producer.reserveCapacity(nodes.count)
+        for (i, node) in nodes.enumerated() {
+            for o in node.outputs where !o.isEmpty { producer[o] = i }
+        }
+        // Exporters write nodes in order: check that first, with one look-up per input.
+        var sorted = true
+        check: for (i, node) in nodes.enumerated() {
+            for name in node.inputs where !name.isEmpty {
+                if let p = producer[name], p >= i { sorted = false; break check }
+            }
+            if node.hasSubgraphs {
+                for name in node.capturedNames() {
+                    if let p = producer[name], p >= i { sorted = false; break check }
+                }
+            }
+        }
+        if sorted { return Array(nodes.indices) }
         var indegree = [Int](repeating: 0, count: nodes.count)
         var users = [[Int]](repeating: [], count: nodes.count)
         for (i, node) in nodes.enumerated() {
-            let captured = node.attributes.isEmpty ? [] : node.capturedNames()
-            for name in node.inputs + captured where !name.isEmpty {
-                // Nodes are visited in index order, so a repeated edge is always the last one added.
-                if let p = index.producer[name], users[p].last != i {
-                    indegree[i] += 1
-                    users[p].append(i)
+            let captured = node.hasSubgraphs ? node.capturedNames() : []
+            for names in [node.inputs, captured] {
+                for name in names where !name.isEmpty {
+                    // Nodes are visited in index order, so a repeated edge is always the last one added.
+                    if let p = producer[name], users[p].last != i {
+                        indegree[i] += 1
+                        users[p].append(i)
+                    }
                 }
             }
         }
@@ -99,6 +119,16 @@ public final class Graph {
 }
 
 extension Node {
+    /// True when an attribute holds a graph (an If/Loop/Scan body).
+    var hasSubgraphs: Bool {
+        attributes.contains { a in
+            switch a.value {
+            case .graph, .graphs: return true
+            default: return false
+            }
+        }
+    }
+
     /// Names an If/Loop/Scan body reads from the enclosing graph (outer-scope values).
     func capturedNames() -> [String] {
         var names: [String] = []
