@@ -4,15 +4,40 @@ public struct Node {
     public var name: String
     public var opType: String
     public var domain: String = ""
-    public var overload: String = ""
     public var inputs: [String]
     public var outputs: [String]
     public var attributes: [Attribute] = []
-    public var docString: String = ""
-    public var metadataProps: [StringPair] = []
-    public var deviceConfigurations: [OpaqueMessage] = []
+
+    struct Rare: Sendable {
+        var overload = ""
+        var docString = ""
+        var metadataProps: [StringPair] = []
+        var deviceConfigurations: [OpaqueMessage] = []
+        var unknownFields: [UnknownField] = []
+    }
+    private var rare = RareFields<Rare>()
+
+    public var overload: String {
+        get { rare.get(or: Rare()).overload }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.overload = newValue } } }
+    }
+    public var docString: String {
+        get { rare.get(or: Rare()).docString }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.docString = newValue } } }
+    }
+    public var metadataProps: [StringPair] {
+        get { rare.get(or: Rare()).metadataProps }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.metadataProps = newValue } } }
+    }
+    public var deviceConfigurations: [OpaqueMessage] {
+        get { rare.get(or: Rare()).deviceConfigurations }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.deviceConfigurations = newValue } } }
+    }
     /// Fields outside the schema, written back unchanged.
-    public var unknownFields: [UnknownField] = []
+    public var unknownFields: [UnknownField] {
+        get { rare.get(or: Rare()).unknownFields }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.unknownFields = newValue } } }
+    }
 
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String], attributes: [Attribute] = []) {
         self.name = name

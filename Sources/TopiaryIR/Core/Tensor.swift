@@ -31,19 +31,48 @@ public struct Tensor: Sendable {
     public var name: String
     public var dataType: DataType
     public var dims: [Int]
-    public var docString: String = ""
-    public var metadataProps: [StringPair] = []
-    /// `TensorProto.segment` (begin, end) when the tensor is one chunk of a larger one.
-    public var segment: (begin: Int64, end: Int64)?
     public var encoding: Encoding = .raw
-    /// Set when the bytes came from an external data file.
-    public var externalSource: ExternalSource?
     /// The elements (every type but `string`).
     public private(set) var buffer: TensorBuffer
+
+    struct Rare: Sendable {
+        var docString = ""
+        var metadataProps: [StringPair] = []
+        var segment: (begin: Int64, end: Int64)?
+        var externalSource: ExternalSource?
+        var strings: [[UInt8]] = []
+        var unknownFields: [UnknownField] = []
+    }
+    private var rare = RareFields<Rare>()
+
+    public var docString: String {
+        get { rare.get(or: Rare()).docString }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.docString = newValue } } }
+    }
+    public var metadataProps: [StringPair] {
+        get { rare.get(or: Rare()).metadataProps }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.metadataProps = newValue } } }
+    }
+    /// `TensorProto.segment` (begin, end) when the tensor is one chunk of a larger one.
+    public var segment: (begin: Int64, end: Int64)? {
+        get { rare.get(or: Rare()).segment }
+        set { if newValue != nil || rare.isSet { rare.update(empty: Rare()) { $0.segment = newValue } } }
+    }
+    /// Set when the bytes came from an external data file.
+    public var externalSource: ExternalSource? {
+        get { rare.get(or: Rare()).externalSource }
+        set { if newValue != nil || rare.isSet { rare.update(empty: Rare()) { $0.externalSource = newValue } } }
+    }
     /// The elements of a `string` tensor.
-    public var strings: [[UInt8]] = []
+    public var strings: [[UInt8]] {
+        get { rare.get(or: Rare()).strings }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.strings = newValue } } }
+    }
     /// Fields outside the schema, written back unchanged.
-    public var unknownFields: [UnknownField] = []
+    public var unknownFields: [UnknownField] {
+        get { rare.get(or: Rare()).unknownFields }
+        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.unknownFields = newValue } } }
+    }
 
     /// A tensor over existing bytes; `buffer.count` must match `dims` and `dataType`.
     public init(name: String, dataType: DataType, dims: [Int], buffer: TensorBuffer) {
