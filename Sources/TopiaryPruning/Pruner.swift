@@ -60,18 +60,20 @@ public enum Pruner {
     public static func prepare(_ model: Model) throws {
         try FreezeShapeInputs.run(model)
         let graph = model.graph
-        let constants = graph.constants()
-        let outputs = Set(graph.outputs.map(\.name))
-        let weights = Set(graph.initializers.map(\.name))
-        var copies: [Tensor] = []
-        graph.nodes.removeAll { node in
-            guard node.opType == "Identity", let i = node.input(0), let o = node.outputs.first, !outputs.contains(o),
-                  weights.contains(i), var t = constants[i] else { return false }
-            t.name = o
-            copies.append(t)
-            return true
+        if graph.nodes.contains(where: { $0.opType == "Identity" }) {
+            let outputs = Set(graph.outputs.map(\.name))
+            let weights = graph.initializerIndex()
+            var copies: [Tensor] = []
+            graph.nodes.removeAll { node in
+                guard node.opType == "Identity", let i = node.input(0), let o = node.outputs.first, !outputs.contains(o),
+                      let w = weights[i] else { return false }
+                var t = graph.initializers[w]
+                t.name = o
+                copies.append(t)
+                return true
+            }
+            graph.initializers.append(contentsOf: copies)
         }
-        graph.initializers.append(contentsOf: copies)
         graph.removeDeadCode()
     }
 

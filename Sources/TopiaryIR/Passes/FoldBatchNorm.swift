@@ -74,18 +74,23 @@ extension Graph {
     /// effects), then initializers nothing reads, with their entries among the graph inputs (older
     /// exporters list initializers as inputs too).
     public func removeDeadCode() {
+        var used = Set<String>(minimumCapacity: nodes.count * 3 + outputs.count)
         while true {
-            var used = Set(nodes.flatMap(\.inputs) + outputs.map(\.name))
-            for node in nodes where !node.attributes.isEmpty { used.formUnion(node.capturedNames()) }
+            used.removeAll(keepingCapacity: true)
+            for o in outputs { used.insert(o.name) }
+            for i in nodes.indices {
+                for name in nodes[i].inputs { used.insert(name) }
+                if nodes[i].hasSubgraphs { used.formUnion(nodes[i].capturedNames()) }
+            }
             let before = nodes.count
             nodes.removeAll { $0.isDefaultDomain && !$0.outputs.contains(where: used.contains) }
-            if nodes.count == before {
-                let dead = Set(initializers.map(\.name)).subtracting(used)
-                initializers.removeAll { dead.contains($0.name) }
-                inputs.removeAll { dead.contains($0.name) }
-                return
-            }
+            if nodes.count == before { break }
         }
+        var dead = Set<String>()
+        for t in initializers where !used.contains(t.name) { dead.insert(t.name) }
+        if dead.isEmpty { return }
+        initializers.removeAll { dead.contains($0.name) }
+        inputs.removeAll { dead.contains($0.name) }
     }
 }
 

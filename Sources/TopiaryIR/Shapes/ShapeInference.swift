@@ -58,11 +58,11 @@ public enum ShapeInference {
 
     public static func run(_ graph: Graph, opset: Int) throws -> ShapeTable {
         var table = ShapeTable()
-        for t in graph.initializers {
-            table.facts[t.name] = facts(of: t)
+        table.facts.reserveCapacity(graph.initializers.count + graph.inputs.count + graph.nodes.count * 2)
+        for i in graph.initializers.indices {
+            table.facts[graph.initializers[i].name] = facts(of: graph.initializers[i])
         }
-        let inits = Set(graph.initializers.map(\.name))
-        for input in graph.inputs where !inits.contains(input.name) {
+        for input in graph.inputs where table.facts[input.name] == nil {
             table.facts[input.name] = ValueFacts(type: input.type.tensorType)
         }
         let order = try graph.topologicalOrder()
