@@ -151,6 +151,24 @@ import TopiaryTestSupport
         #expect(free.widths.contains { $0.after * 2 < $0.before })
     }
 
+    /// The ranking's own quicksort and selection agree with the standard library's sort by
+    /// (score, id), with many tied scores, at every size up to 200 and every selection count.
+    @Test func rankingSortAndSelectionMatchTheStandardSort() {
+        var rng = SplitMix(seed: 7)
+        for n in [0, 1, 2, 3, 15, 16, 17, 40, 200] {
+            let keys = (0..<n).map { RankKey(score: Double(rng.below(n / 3 + 1)), id: Int(rng.below(1000)) * 1000 + $0) }
+            let expected = keys.sorted { ($0.score, $0.id) < ($1.score, $1.id) }.map(\.id)
+            var sorted = keys
+            sorted.withUnsafeMutableBufferPointer { RankKey.sort($0) }
+            #expect(sorted.map(\.id) == expected, "n = \(n)")
+            for count in 0...n {
+                var selected = keys
+                selected.withUnsafeMutableBufferPointer { RankKey.select($0, count: count) }
+                #expect(Set(selected.prefix(count).map(\.id)) == Set(expected.prefix(count)), "n = \(n), count = \(count)")
+            }
+        }
+    }
+
     @Test func unreachableTargetSaysHowClose() throws {
         let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .flops(0.01)))
         #expect(throws: UnreachableTarget.self) { try Pruner.prune(residualModel(), options: options) }

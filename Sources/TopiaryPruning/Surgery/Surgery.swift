@@ -15,10 +15,14 @@ enum Surgery {
         let keptAtom = analysis.atomClass.map { !removedMask[$0] }
         func isKept(_ atom: Int) -> Bool { keptAtom[atom] }
         func keptPositions(_ atoms: [Int]) -> [Int] {
-            var out: [Int] = []
-            out.reserveCapacity(atoms.count)
-            for (i, a) in atoms.enumerated() where keptAtom[a] { out.append(i) }
-            return out
+            keptAtom.withUnsafeBufferPointer { kept in
+                atoms.withUnsafeBufferPointer { atoms in
+                    var out: [Int] = []
+                    out.reserveCapacity(atoms.count)
+                    for i in atoms.indices where kept[atoms[i]] { out.append(i) }
+                    return out
+                }
+            }
         }
         func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
 
