@@ -1,6 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Graph walks over class-held dictionaries pay a run-time exclusivity check on every access
+// (10 % of pruning time on EfficientNet-B0). Release builds leave them out; debug builds, which
+// `make test` runs, keep them.
+let releaseSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "Topiary",
     platforms: [.macOS(.v13)],
@@ -29,11 +34,13 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
             name: "TopiaryIR",
-            dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CONNX", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: releaseSettings
         ),
         .target(
             name: "TopiaryPruning",
-            dependencies: ["TopiaryIR"]
+            dependencies: ["TopiaryIR"],
+            swiftSettings: releaseSettings
         ),
         .target(
             name: "TopiaryEngine",

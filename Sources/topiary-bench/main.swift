@@ -63,7 +63,11 @@ case "prune-loop":
     let options = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(ratio)))
     var phases: [String: Double] = [:]
     var results: [PruningResult] = []
+    // TOPIARY_PERF_CTL names a `perf record --control fifo:` control file: only the prunes are recorded.
+    let control = ProcessInfo.processInfo.environment["TOPIARY_PERF_CTL"].flatMap { FileHandle(forWritingAtPath: $0) }
+    control?.write(Data("enable\n".utf8))
     let t = try seconds { for m in copies { results.append(try Pruner.prune(m, options: options)) } }
+    control?.write(Data("disable\n".utf8))
     for r in results { for (phase, s) in r.timings { phases[phase, default: 0] += s * 1e3 / Double(repeats) } }
     try emit(["prune": t / Double(repeats), "phases_ms": phases])
 case "phases":
