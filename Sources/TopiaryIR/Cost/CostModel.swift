@@ -60,7 +60,7 @@ public enum CostModel {
             let node = graph.nodes[i]
             var cost = NodeCost(name: node.label, opType: node.opType, outputShape: "?", params: 0, macs: 0, flops: 0, activationBytes: 0, analysed: false)
             if let out = node.outputs.first, let t = shapes.type(of: out) {
-                cost.outputShape = t.shape.map { "[" + $0.map(\.description).joined(separator: ",") + "]" } ?? "?"
+                cost.outputShape = t.shape.map(shapeText) ?? "?"
             }
             // Parameters: constant floating-point inputs in a weight slot, each counted once.
             for slot in CostRules.parameterSlots(of: node) where slot < node.inputs.count {
@@ -100,6 +100,17 @@ public enum CostModel {
     }
 }
 
+/// `[1,16,8,8]`, built in one string (short ones need no memory of their own).
+func shapeText(_ dims: [Dim]) -> String {
+    var s = "["
+    for (k, d) in dims.enumerated() {
+        if k > 0 { s.append(",") }
+        s.append(d.description)
+    }
+    s.append("]")
+    return s
+}
+
 /// Finds where constant values come from: initializers, `Constant` nodes, `ConstantOfShape` of a
 /// known shape, and `Identity` of any of those.
 struct ConstantSources {
@@ -111,10 +122,16 @@ struct ConstantSources {
 
     private var sources: [String: Source] = [:]
     private var constantNodes = Set<String>()
+    private static let constantOps: Set<String> = ["Constant", "ConstantOfShape", "Identity"]
 
     init(_ graph: Graph, order: [Int], shapes: ShapeTable) {
-        for t in graph.initializers { sources[t.name] = Source(name: t.name, type: t.dataType, elements: t.elementCount) }
-        for node in order.map({ graph.nodes[$0] }) {
+        sources.reserveCapacity(graph.initializers.count)
+        for i in graph.initializers.indices {
+            let t = graph.initializers[i]
+            sources[t.name] = Source(name: t.name, type: t.dataType, elements: t.elementCount)
+        }
+        for i in order where Self.constantOps.contains(graph.nodes[i].opType) {
+            let node = graph.nodes[i]
             guard let out = node.outputs.first, node.isDefaultDomain else { continue }
             switch node.opType {
             case "Constant":
