@@ -14,14 +14,22 @@ enum Surgery {
         for c in removed { removedMask[c] = true }
         let keptAtom = analysis.atomClass.map { !removedMask[$0] }
         func isKept(_ atom: Int) -> Bool { keptAtom[atom] }
+        // Members made from one layout share its atom array (a convolution's filters, the
+        // BatchNormalization after it, the next convolution's inputs): positions are found once
+        // per array, keyed by its storage.
+        var positionsByStorage: [UInt: [Int]] = [:]
         func keptPositions(_ atoms: [Int]) -> [Int] {
-            keptAtom.withUnsafeBufferPointer { kept in
-                atoms.withUnsafeBufferPointer { atoms in
+            atoms.withUnsafeBufferPointer { atoms in
+                let key = UInt(bitPattern: atoms.baseAddress)
+                if let known = positionsByStorage[key] { return known }
+                let out = keptAtom.withUnsafeBufferPointer { kept in
                     var out: [Int] = []
                     out.reserveCapacity(atoms.count)
                     for i in atoms.indices where kept[atoms[i]] { out.append(i) }
                     return out
                 }
+                positionsByStorage[key] = out
+                return out
             }
         }
         func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
@@ -29,9 +37,21 @@ enum Surgery {
         // 1. Slice member tensors along their axes. A weight that nothing else holds is compacted
         // in place (kept slices only ever move towards the start) and its tail pages given back:
         // no new memory to fault in, and no second copy at peak. A shared one is copied.
-        var cuts: [String: [Int: [Int]]] = [:]
-        for m in analysis.members { cuts[m.tensor, default: [:]][m.axis] = keptPositions(m.atoms) }
-        func changed(_ t: Tensor) -> [Int: [Int]] { (cuts[t.name] ?? [:]).filter { $0.value.count != t.dims[$0.key] } }
+        let members = analysis.members
+        var membersOf: [String: [Int]] = [:]
+        membersOf.reserveCapacity(members.count)
+        for k in members.indices { membersOf[members[k].tensor, default: []].append(k) }
+        // Kept positions along each axis of `t` that loses channels (members of one tensor on
+        // one axis are tied, so any of them gives the positions).
+        func changed(_ t: Tensor) -> [Int: [Int]] {
+            var axes: [Int: [Int]] = [:]
+            for k in membersOf[t.name] ?? [] where axes[members[k].axis] == nil {
+                let positions = keptPositions(members[k].atoms)
+                if positions.count != t.dims[members[k].axis] { axes[members[k].axis] = positions }
+            }
+            return axes
+        }
+        let cuts = membersOf
         for i in graph.nodes.indices where graph.nodes[i].opType == "Constant" {
             guard let out = graph.nodes[i].outputs.first, cuts[out] != nil else { continue }
             var t = try analysis.graph.constant(out)
