@@ -65,7 +65,7 @@ public final class DependencyAnalysis {
         }
         self.atomClass = atomClass
         var classPin = [String?](repeating: nil, count: classCount)
-        for (a, reason) in graph.pins where classPin[atomClass[a]] == nil { classPin[atomClass[a]] = reason }
+        for (a, reason) in graph.pins.enumerated() where reason != nil && classPin[atomClass[a]] == nil { classPin[atomClass[a]] = reason }
         // Groups: spaces joined by sharing a class.
         var spaceParent = Array(graph.spaces.indices)
         func findSpace(_ s: Int) -> Int {
@@ -130,10 +130,12 @@ public final class DependencyAnalysis {
     func classIDs(_ atoms: [Int]) -> [Int] { atoms.map { atomClass[$0] } }
 
     /// Producing filters (Conv output axes, Gemm rows …) with their weight tensors: what the
-    /// weight-based criteria score.
+    /// weight-based criteria score. Filters whose channels are all pinned are left out (only
+    /// prunable classes are ranked; a classifier's weights are often the largest tensor).
     var producers: [(member: Member, tensor: Tensor)] {
         graph.members.compactMap { m in
-            guard m.role == .producer, let t = graph.constants[m.tensor] else { return nil }
+            guard m.role == .producer, m.atoms.contains(where: { classes[atomClass[$0]].pinned == nil }),
+                  let t = graph.constants[m.tensor] else { return nil }
             return (m, t)
         }
     }

@@ -59,10 +59,15 @@ final class DependencyGraph {
     private(set) var spaces: [Space] = []
     private(set) var atomSpace: [Int] = []
     private var sets = UnionFind()
-    private(set) var pins: [Int: String] = [:]
+    /// Why each atom may not be removed (nil when it may).
+    private(set) var pins: [String?] = []
     var layouts: [String: ChannelLayout] = [:]
     private(set) var members: [Member] = []
-    private var memberIndex: [String: [Int]] = [:]
+    private struct MemberKey: Hashable {
+        let tensor: String
+        let axis: Int
+    }
+    private var memberIndex: [MemberKey: [Int]] = [:]
     private(set) var updates: [ParameterUpdate] = []
     /// Nodes that stopped the analysis, with the reason (for reports).
     private(set) var barriers: [(node: String, op: String, reason: String)] = []
@@ -81,6 +86,7 @@ final class DependencyGraph {
         let first = atomSpace.count
         spaces.append(Space(name: name, node: node, opType: opType, firstAtom: first, size: size))
         atomSpace.append(contentsOf: repeatElement(spaces.count - 1, count: size))
+        pins.append(contentsOf: repeatElement(nil, count: size))
         sets.add(size)
         let atoms = Array(first..<(first + size))
         if let pinned { pin(atoms, pinned) }
@@ -110,7 +116,7 @@ final class DependencyGraph {
             throw Barrier("'\(tensor)' has \(t.dims) where \(atoms.count) channels were expected on axis \(axis)")
         }
         // A tensor used twice on one axis ties the channels of both uses.
-        let key = "\(tensor)\u{0}\(axis)"
+        let key = MemberKey(tensor: tensor, axis: axis)
         for i in memberIndex[key] ?? [] { try tie(members[i].atoms, atoms) }
         memberIndex[key, default: []].append(members.count)
         members.append(Member(tensor: tensor, axis: axis, atoms: atoms, role: role, node: node))
