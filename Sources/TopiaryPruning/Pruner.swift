@@ -41,6 +41,13 @@ public struct PruningResult {
     public var timings: [(phase: String, seconds: Double)]
 }
 
+/// Values whose release can wait: handed to another thread, which lets go of them.
+final class Garbage: @unchecked Sendable {
+    private var value: Any?
+    init(_ value: Any) { self.value = value }
+    func drop() { value = nil }
+}
+
 /// Times the phases of a run.
 struct PhaseClock {
     private(set) var timings: [(phase: String, seconds: Double)] = []
@@ -121,15 +128,28 @@ public enum Pruner {
             try Masking.apply(maskedAnalysis, removing: allocation.removed)
             clock.lap("masking")
         }
-        let prunedShapes: ShapeTable
+        let surgery: Surgery.Outcome
         do {
-            prunedShapes = try Surgery.apply(analysis, removing: allocation.removed)
+            surgery = try Surgery.apply(analysis, removing: allocation.removed)
         } catch let b as Barrier {
             throw IRError.invalid("surgery failed: \(b.reason)")
         }
         clock.lap("surgery")
-        let afterCost = try CostModel.analyse(model.graph, shapes: prunedShapes)
+        // Counted while large weights are still moving (costs read shapes, never weights).
+        let afterCost: CostReport
+        do {
+            afterCost = try CostModel.analyse(model.graph, shapes: surgery.shapes)
+        } catch {
+            surgery.finish()
+            throw error
+        }
         clock.lap("cost after")
+        surgery.finish()
+        clock.lap("weights moved")
+        // The analysis, shape tables and cost reports are many small objects: freed on a
+        // background queue rather than before this call returns.
+        let garbage = Garbage((analysis, shapes, beforeCost, afterCost, surgery))
+        DispatchQueue.global(qos: .utility).async { garbage.drop() }
         return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths, timings: clock.timings)
     }
 

@@ -82,6 +82,48 @@ import TopiaryTestSupport
         #expect(original.floatValues() == values)
     }
 
+    /// Weights moved in the background while the graph is rewritten end up holding what slicing
+    /// them on the spot gives: a 2.4 MB 3×3 convolution cut on both axes, a 1×1 one, biases.
+    @Test func backgroundMovesEqualSlicingOnTheSpot() throws {
+        func model() -> Model {
+            func w(_ name: String, _ dims: [Int], _ seed: UInt64) -> Tensor {
+                var r = SplitMix(seed: seed)
+                return Tensor(name: name, floats: (0..<dims.reduce(1, *)).map { _ in Float(r.nextUnit()) - 0.5 }, dims: dims)
+            }
+            let nodes = [
+                B.node("Conv", ["x", "wa", "ba"], ["a"], ints: ["pads": [1, 1, 1, 1]]), B.node("Relu", ["a"], ["ra"]),
+                B.node("Conv", ["ra", "wb"], ["b"], ints: ["pads": [1, 1, 1, 1]]), B.node("Relu", ["b"], ["rb"]),
+                B.node("Conv", ["rb", "wc"], ["c"]), B.node("Relu", ["c"], ["rc"]),
+                B.node("Conv", ["rc", "wd"], ["y"]),
+            ]
+            return B.model(nodes, inputs: [B.value("x", [1, 3, 8, 8])], outputs: ["y"],
+                           initializers: [w("wa", [256, 3, 3, 3], 1), w("ba", [256], 2), w("wb", [256, 256, 3, 3], 3),
+                                          w("wc", [300, 256, 1, 1], 4), w("wd", [4, 300, 1, 1], 5)])
+        }
+        func pruned(backgroundBytes: Int) throws -> [String: (dims: [Int], values: [Float])] {
+            let m = model()
+            try Pruner.prepare(m)
+            let analysis = try DependencyAnalysis(model: m)
+            let scores = try MagnitudeImportance(norm: 2).scores(analysis, calibration: nil)
+            let allocation = try Allocation.allocate(analysis, scores: scores, options: AllocationOptions(target: .ratio(0.5))) {
+                CostEstimator(analysis: analysis, cost: try! CostModel.analyse(m).0)
+            }
+            let outcome = try Surgery.apply(analysis, removing: allocation.removed, backgroundBytes: backgroundBytes)
+            outcome.finish()
+            var out: [String: (dims: [Int], values: [Float])] = [:]
+            for t in m.graph.initializers { out[t.name] = (t.dims, t.floatValues() ?? []) }
+            return out
+        }
+        let moved = try pruned(backgroundBytes: 0), onTheSpot = try pruned(backgroundBytes: .max)
+        #expect(moved["wb"]?.dims == [128, 128, 3, 3])
+        #expect(moved["wc"]?.dims == [150, 128, 1, 1])
+        #expect(Set(moved.keys) == Set(onTheSpot.keys))
+        for (name, t) in onTheSpot {
+            #expect(moved[name]?.dims == t.dims, "\(name)")
+            #expect(moved[name]?.values == t.values, "\(name)")
+        }
+    }
+
     /// A weight whose buffer another value shares is copied, never cut in place: the other value
     /// keeps its contents.
     @Test func sharedWeightsAreNotCutInPlace() throws {

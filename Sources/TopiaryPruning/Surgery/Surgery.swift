@@ -5,15 +5,14 @@ import TopiaryIR
 /// attributes and shape constants that count channels, drops stale value_info, and checks the
 /// result (validation and shape inference) before handing it back.
 enum Surgery {
-    /// Returns the shapes of the pruned model.
-    @discardableResult
-    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>) throws -> ShapeTable {
+    /// Slices every member, then rewrites the graph while large weights are still being moved:
+    /// call `finish` on the outcome before anything reads the weights.
+    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>, backgroundBytes: Int = backgroundBytes) throws -> Outcome {
         let model = analysis.model
         let graph = model.graph
         var removedMask = [Bool](repeating: false, count: analysis.classes.count)
         for c in removed { removedMask[c] = true }
         let keptAtom = analysis.atomClass.map { !removedMask[$0] }
-        func isKept(_ atom: Int) -> Bool { keptAtom[atom] }
         // Members made from one layout share its atom array (a convolution's filters, the
         // BatchNormalization after it, the next convolution's inputs): positions are found once
         // per array, keyed by its storage.
@@ -32,7 +31,6 @@ enum Surgery {
                 return out
             }
         }
-        func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
 
         // 1. Slice member tensors along their axes. A weight that nothing else holds is compacted
         // in place (kept slices only ever move towards the start) and its tail pages given back:
@@ -70,10 +68,35 @@ enum Surgery {
             if !axes.isEmpty { jobs.append((i, axes, tensors[i].hasUniqueBuffer())) }
         }
         jobs.sort { tensors[$0.index].buffer.count > tensors[$1.index].buffer.count }
+        // Large weights nothing else holds take their new shape now and have their bytes moved
+        // on a background thread while the graph is rewritten and checked (`Outcome.finish`
+        // waits for them: moving weights is memory-bound, the graph work is not); the rest are
+        // sliced here across the cores.
+        var plans: [SlicePlan?] = []
+        do {
+            plans = try jobs.map { $0.inPlace && tensors[$0.index].buffer.count >= backgroundBytes ? try SlicePlan(tensors[$0.index], keep: $0.axes) : nil }
+        } catch {
+            graph.initializers = tensors
+            throw error
+        }
+        var moves: [@Sendable () -> Void] = []
+        for (job, plan) in zip(jobs, plans) {
+            guard let plan else { continue }
+            let buffer = tensors[job.index].buffer
+            tensors[job.index].dims = plan.dims
+            buffer.truncate(to: plan.byteCount)
+            moves.append { plan.copy(from: buffer.base, to: buffer.base) }
+        }
+        let background = BackgroundJobs(moves), shrunk = jobs.filter(\.inPlace).map { tensors[$0.index].buffer }
+        func finish() {
+            background.finish()
+            TensorBuffer.releaseUnusedPages(of: shrunk)
+        }
+        let now = zip(jobs, plans).filter { $0.1 == nil }.map(\.0)
         let failure: Error? = tensors.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let slots = buffer
             do {
-                _ = try parallelMap(jobs) { job in
+                _ = try parallelMap(now) { job in
                     if job.inPlace {
                         try sliceInPlace(&slots[job.index], keep: job.axes)
                     } else {
@@ -86,8 +109,41 @@ enum Surgery {
             }
         }
         graph.initializers = tensors
-        TensorBuffer.releaseUnusedPages(of: jobs.filter(\.inPlace).map { tensors[$0.index].buffer })
-        if let failure { throw failure }
+        if let failure {
+            finish()
+            throw failure
+        }
+        do {
+            return Outcome(shapes: try rewrite(analysis, keptAtom: keptAtom), moves: background, shrunk: shrunk)
+        } catch {
+            finish()
+            throw error
+        }
+    }
+
+    /// Weights at least this large are moved in the background.
+    static let backgroundBytes = 256 << 10
+
+    /// What surgery produced: the pruned model's shapes, and weight moves possibly still running.
+    struct Outcome {
+        let shapes: ShapeTable
+        let moves: BackgroundJobs
+        /// Buffers cut in place, whose tail pages go back to the system once moved.
+        let shrunk: [TensorBuffer]
+
+        /// Waits until every weight holds its kept elements, then releases the freed pages.
+        func finish() {
+            moves.finish()
+            TensorBuffer.releaseUnusedPages(of: shrunk)
+        }
+    }
+
+    /// Steps 2 and 3 of `apply`: attributes, shape constants, annotations, checks.
+    private static func rewrite(_ analysis: DependencyAnalysis, keptAtom: [Bool]) throws -> ShapeTable {
+        let model = analysis.model
+        let graph = model.graph
+        func isKept(_ atom: Int) -> Bool { keptAtom[atom] }
+        func keptCount(_ atoms: [Int]) -> Int { atoms.reduce(0) { $0 + (isKept($1) ? 1 : 0) } }
 
         // 2. Attributes and shape constants that count channels.
         var names = UniqueNames(graph)
