@@ -257,6 +257,16 @@ enum PruningRules {
         ctx.setOutput(0, result)
     }
 
+    /// Each atom `count` times in a row (a channel flattened with its H×W positions); the same
+    /// array when `count` is 1.
+    static func repeated(_ atoms: [Int], _ count: Int) -> [Int] {
+        if count == 1 { return atoms }
+        var out: [Int] = []
+        out.reserveCapacity(atoms.count * count)
+        for a in atoms { out.append(contentsOf: repeatElement(a, count: count)) }
+        return out
+    }
+
     static let flatten: PruningRule = { ctx in
         let l = try ctx.requireLayout(0)
         guard let d = ctx.dims(0) else { throw Barrier("input shape unknown") }
@@ -265,7 +275,7 @@ enum PruningRules {
         guard axis == 1, l.axis == 1 else { throw Barrier("flatten that does not start at the channel axis") }
         let inner = d.dropFirst(2).reduce(1, *)
         guard inner > 0 else { throw Barrier("spatial size unknown") }
-        ctx.setOutput(0, ChannelLayout(axis: 1, atoms: l.atoms.flatMap { Array(repeating: $0, count: inner) }))
+        ctx.setOutput(0, ChannelLayout(axis: 1, atoms: repeated(l.atoms, inner)))
     }
 
     /// Reshape: flattening the channel axis with what follows it, splitting it into
@@ -287,7 +297,7 @@ enum PruningRules {
                 ctx.graph.addUpdate(.reshape(node: ctx.index, output: out))
             } else if o.count == 2, o[1] == d.dropFirst().reduce(1, *) {
                 let inner = o[1] / c
-                let out = ChannelLayout(axis: 1, atoms: l.atoms.flatMap { Array(repeating: $0, count: inner) })
+                let out = ChannelLayout(axis: 1, atoms: repeated(l.atoms, inner))
                 ctx.setOutput(0, out)
                 ctx.graph.addUpdate(.reshape(node: ctx.index, output: out))
             } else if o.count == d.count + 1, o[1] * o[2] == c, Array(o.dropFirst(3)) == Array(d.dropFirst(2)) {
