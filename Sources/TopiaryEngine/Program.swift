@@ -146,13 +146,20 @@ public final class Program {
     }
 
     /// Seconds each kernel takes in one forward pass on `input`, by kernel type (for profiling).
+    /// A kernel's entry in a profile: its type, and for convolutions the kind and map size.
+    private func profileName(_ k: any Kernel) -> String {
+        guard let conv = k as? ConvKernel else { return String(describing: type(of: k)) }
+        let kind = conv.depthwise ? "depthwise" : conv.pointwise ? "pointwise" : "\(conv.kh)x\(conv.kw)"
+        return "Conv \(kind) stride \(conv.sh), \(conv.ho)x\(conv.wo) out"
+    }
+
     public func profileForward(_ input: UnsafeBufferPointer<Float>, training: Bool = false) -> [(String, Double)] {
         store.values[inputID].update(from: input.baseAddress!, count: min(input.count, store.count(inputID)))
         var times: [String: Double] = [:]
         for k in kernels {
             let t = DispatchTime.now().uptimeNanoseconds
             k.forward(store, training: training)
-            times[String(describing: type(of: k)), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            times[profileName(k), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
         }
         return times.sorted { $0.value > $1.value }
     }
@@ -177,7 +184,7 @@ public final class Program {
         for k in kernels.reversed() {
             let t = DispatchTime.now().uptimeNanoseconds
             k.backward(store)
-            times[String(describing: type(of: k)), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            times[profileName(k), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
         }
         return times.sorted { $0.value > $1.value }
     }

@@ -28,6 +28,12 @@ import TopiaryTestSupport
         Geometry(name: "pointwise", input: [2, 3, 4, 4], weight: [5, 3, 1, 1]),
         Geometry(name: "stride 2, dilation 2", input: [2, 2, 7, 8], weight: [3, 2, 3, 3], pads: [2, 1, 1, 2], strides: [2, 2], dilations: [2, 1]),
         Geometry(name: "grouped same", input: [2, 4, 5, 5], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], group: 2),
+        Geometry(name: "depthwise 3×3 same, 4×4 (one vector)", input: [3, 5, 4, 4], weight: [5, 1, 3, 3], pads: [1, 1, 1, 1], group: 5),
+        Geometry(name: "depthwise 3×3 same, 9×7 (vectors and a tail)", input: [2, 3, 9, 7], weight: [3, 1, 3, 3], pads: [1, 1, 1, 1], group: 3),
+        Geometry(name: "depthwise 5×5 same, asymmetric pads", input: [2, 2, 6, 5], weight: [2, 1, 5, 5], pads: [1, 2, 3, 2], group: 2),
+        Geometry(name: "depthwise stride 2, same pads (subsampled)", input: [2, 4, 8, 8], weight: [4, 1, 3, 3], pads: [1, 1, 1, 1], strides: [2, 2], group: 4),
+        Geometry(name: "depthwise 5×5 stride 2, odd image (subsampled)", input: [2, 3, 7, 9], weight: [3, 1, 5, 5], pads: [2, 2, 2, 2], strides: [2, 2], group: 3),
+        Geometry(name: "depthwise stride 2, no pads (row by row)", input: [2, 3, 9, 9], weight: [3, 1, 3, 3], strides: [2, 2], group: 3),
     ]
 
     @Test(arguments: geometries)

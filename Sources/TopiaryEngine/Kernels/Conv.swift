@@ -20,6 +20,13 @@ final class ConvKernel: Kernel {
     /// Stride 1, dilation 1, output as large as the input: a tap is the input plane shifted by
     /// (i − ph, j − pw), gathered with one contiguous copy (see `gatherTap`).
     let shifted: Bool
+    /// Depthwise and shifted: whole-plane vector passes (see `ShiftedDepthwise`), with a scratch
+    /// of three planes per channel. Also stride 2 with "same" pads: its output is every other
+    /// row and column of the stride-1 output, computed whole (four times the arithmetic, in
+    /// vectors) and subsampled; backward spreads the gradient back onto the full plane.
+    let shiftedDepthwise: ShiftedDepthwise?
+    private var depthwiseScratch: UnsafeMutablePointer<Float>?
+    private var subsampled: Bool { sh == 2 }
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
@@ -45,6 +52,10 @@ final class ConvKernel: Kernel {
         perSample = !depthwise && (p >= 256 || n == 1)
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
+        let samePads = pads.count == 4 && pads[0] + pads[2] == kh - 1 && pads[1] + pads[3] == kw - 1
+        let halved = sh == 2 && sw == 2 && dh == 1 && dw == 1 && samePads && ho == (h + 1) / 2 && wo == (wd + 1) / 2
+        shiftedDepthwise = depthwise && (shifted || halved) ? ShiftedDepthwise(h: h, w: wd, kh: kh, kw: kw, ph: ph, pw: pw) : nil
+        if let plan = shiftedDepthwise { depthwiseScratch = ctx.store.allocate(c * (2 * plan.scratchCount + plan.p)) }
         if !depthwise {
             for _ in 0..<group { cols.append(ctx.store.allocate(k * n * p)) }
             if !perSample { tmp = ctx.store.allocate((m / group) * n * p) }
@@ -204,26 +215,78 @@ final class ConvKernel: Kernel {
         return col
     }
 
+    /// Depthwise forward of one plane, row by row (any stride, pads, dilation).
+    private func depthwiseForward(_ px: UnsafeMutablePointer<Float>, _ pw_: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>?,
+                                  _ py: UnsafeMutablePointer<Float>, sample sI: Int, channel ch: Int) {
+        let plane = px + (sI * c + ch) * h * wd, out = py + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
+        out.update(repeating: bias?[ch] ?? 0, count: p)
+        for i in 0..<kh {
+            for j in 0..<kw {
+                let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
+                if cols.isEmpty { continue }
+                for oy in 0..<ho {
+                    let iy = oy * sh - ph + i * dh
+                    if iy < 0 || iy >= h { continue }
+                    let line = plane + iy * wd + off, row = out + oy * wo
+                    if sw == 1 { for ox in cols { row[ox] += line[ox] * wv } } else { for ox in cols { row[ox] += line[ox * sw] * wv } }
+                }
+            }
+        }
+    }
+
+    /// Depthwise backward of one plane, row by row: input gradient and this channel's weight
+    /// gradient (samples must come in order for a deterministic sum).
+    private func depthwiseBackward(_ s: Store, _ gy: UnsafeMutablePointer<Float>, sample sI: Int, channel ch: Int) {
+        let px = s.values[x], pw_ = s.values[w]
+        let plane = px + (sI * c + ch) * h * wd, dout = gy + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
+        let dplane = s.grads[x].map { $0 + (sI * c + ch) * h * wd }
+        let dkern = s.grads[w].map { $0 + ch * kh * kw }
+        for i in 0..<kh {
+            for j in 0..<kw {
+                let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
+                if cols.isEmpty { continue }
+                var acc: Float = 0
+                for oy in 0..<ho {
+                    let iy = oy * sh - ph + i * dh
+                    if iy < 0 || iy >= h { continue }
+                    let line = plane + iy * wd + off, row = dout + oy * wo
+                    if sw == 1 {
+                        for ox in cols { acc += row[ox] * line[ox] }
+                        if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox] += row[ox] * wv } }
+                    } else {
+                        for ox in cols { acc += row[ox] * line[ox * sw] }
+                        if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox * sw] += row[ox] * wv } }
+                    }
+                }
+                dkern?[i * kw + j] += acc
+            }
+        }
+    }
+
     func forward(_ s: Store, training: Bool) {
         let px = s.values[x], pw_ = s.values[w], py = s.values[y]
         let bias = b >= 0 ? s.values[b] : nil
         if depthwise {
-            for sI in 0..<n {
-                for ch in 0..<c {
-                    let plane = px + (sI * c + ch) * h * wd, out = py + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
-                    out.update(repeating: bias?[ch] ?? 0, count: p)
-                    for i in 0..<kh {
-                        for j in 0..<kw {
-                            let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
-                            if cols.isEmpty { continue }
-                            for oy in 0..<ho {
-                                let iy = oy * sh - ph + i * dh
-                                if iy < 0 || iy >= h { continue }
-                                let line = plane + iy * wd + off, row = out + oy * wo
-                                if sw == 1 { for ox in cols { row[ox] += line[ox] * wv } } else { for ox in cols { row[ox] += line[ox * sw] * wv } }
+            if let plan = shiftedDepthwise, let scratch = depthwiseScratch {
+                let perChannel = 2 * plan.scratchCount + plan.p
+                Parallel.forEach(c, cost: n * plan.p * kh * kw) { range in
+                    for ch in range {
+                        let own = scratch + ch * perChannel, full = own + 2 * plan.scratchCount
+                        for sI in 0..<self.n {
+                            let plane = px + (sI * self.c + ch) * plan.p, out = py + (sI * self.c + ch) * self.p
+                            plan.forward(plane: plane, weights: pw_ + ch * self.kh * self.kw, bias: bias?[ch] ?? 0,
+                                         out: self.subsampled ? full : out, scratch: own)
+                            if self.subsampled {
+                                for oy in 0..<self.ho { for ox in 0..<self.wo { out[oy * self.wo + ox] = full[2 * oy * self.wd + 2 * ox] } }
                             }
                         }
                     }
+                }
+                return
+            }
+            Parallel.forEach(c, cost: n * p * kh * kw) { range in
+                for ch in range {
+                    for sI in 0..<self.n { self.depthwiseForward(px, pw_, bias, py, sample: sI, channel: ch) }
                 }
             }
             return
@@ -264,31 +327,32 @@ final class ConvKernel: Kernel {
         }
         let px = s.values[x], pw_ = s.values[w]
         if depthwise {
-            for sI in 0..<n {
-                for ch in 0..<c {
-                    let plane = px + (sI * c + ch) * h * wd, dout = gy + (sI * c + ch) * p, kern = pw_ + ch * kh * kw
-                    let dplane = gx.map { $0 + (sI * c + ch) * h * wd }
-                    let dkern = gw.map { $0 + ch * kh * kw }
-                    for i in 0..<kh {
-                        for j in 0..<kw {
-                            let wv = kern[i * kw + j], cols = columns(j), off = j * dw - pw
-                            if cols.isEmpty { continue }
-                            var acc: Float = 0
-                            for oy in 0..<ho {
-                                let iy = oy * sh - ph + i * dh
-                                if iy < 0 || iy >= h { continue }
-                                let line = plane + iy * wd + off, row = dout + oy * wo
-                                if sw == 1 {
-                                    for ox in cols { acc += row[ox] * line[ox] }
-                                    if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox] += row[ox] * wv } }
-                                } else {
-                                    for ox in cols { acc += row[ox] * line[ox * sw] }
-                                    if let d = dplane { let dl = d + iy * wd + off; for ox in cols { dl[ox * sw] += row[ox] * wv } }
-                                }
+            // Split over channels, samples in order inside: each weight gradient sums the same way
+            // whatever the thread count.
+            if let plan = shiftedDepthwise, let scratch = depthwiseScratch {
+                let gx = s.grads[x], gw = s.grads[w]
+                let perChannel = 2 * plan.scratchCount + plan.p
+                Parallel.forEach(c, cost: n * plan.p * kh * kw * 2) { range in
+                    for ch in range {
+                        let own = scratch + ch * perChannel, full = own + 2 * plan.scratchCount
+                        if self.subsampled { full.update(repeating: 0, count: plan.p) }
+                        for sI in 0..<self.n {
+                            let at = (sI * self.c + ch) * plan.p
+                            var dout = UnsafePointer(gy + (sI * self.c + ch) * self.p)
+                            if self.subsampled {
+                                for oy in 0..<self.ho { for ox in 0..<self.wo { full[2 * oy * self.wd + 2 * ox] = dout[oy * self.wo + ox] } }
+                                dout = UnsafePointer(full)
                             }
-                            dkern?[i * kw + j] += acc
+                            plan.backward(plane: px + at, dout: dout, weights: pw_ + ch * self.kh * self.kw, dplane: gx.map { $0 + at },
+                                          dweights: gw.map { $0 + ch * self.kh * self.kw }, scratch: own)
                         }
                     }
+                }
+                return
+            }
+            Parallel.forEach(c, cost: n * p * kh * kw * 2) { range in
+                for ch in range {
+                    for sI in 0..<self.n { self.depthwiseBackward(s, gy, sample: sI, channel: ch) }
                 }
             }
             return

@@ -21,7 +21,7 @@ final class UnaryKernel: Kernel {
         Parallel.forEach(s.count(y)) { r in
             switch fast {
             case .relu: Vec.relu(b + r.lowerBound, a + r.lowerBound, r.count)
-            case .clip(let lo, let hi): for i in r { b[i] = min(max(a[i], lo), hi) }
+            case .clip(let lo, let hi): Vec.clip(b + r.lowerBound, a + r.lowerBound, lo, hi, r.count)
             case .hardSwish: for i in r { let v = a[i]; b[i] = v * min(max(v + 3, 0), 6) * (1 / 6) }
             case .identity: (b + r.lowerBound).update(from: a + r.lowerBound, count: r.count)
             case .none: for i in r { b[i] = f(a[i]) }
@@ -36,7 +36,7 @@ final class UnaryKernel: Kernel {
         Parallel.forEach(s.count(y)) { r in
             switch fast {
             case .relu: Vec.reluBackward(gx + r.lowerBound, a + r.lowerBound, gy + r.lowerBound, r.count)
-            case .clip(let lo, let hi): for i in r { gx[i] += a[i] > lo && a[i] < hi ? gy[i] : 0 }
+            case .clip(let lo, let hi): Vec.clipBackward(gx + r.lowerBound, a + r.lowerBound, gy + r.lowerBound, lo, hi, r.count)
             case .identity: Vec.add(gx + r.lowerBound, gy + r.lowerBound, r.count)
             default: for i in r { gx[i] += df(a[i], b[i]) * gy[i] }
             }

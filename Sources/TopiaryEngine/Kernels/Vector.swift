@@ -39,6 +39,32 @@ enum Vec {
         while i < n { dx[i] += x[i] > 0 ? dy[i] : 0; i += 1 }
     }
 
+    /// y[i] = min(max(x[i], lo), hi) (NaN stays NaN)
+    @inline(__always) static func clip(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ lo: Float, _ hi: Float, _ n: Int) {
+        var i = 0
+        let vlo = V(repeating: lo), vhi = V(repeating: hi)
+        while i + 16 <= n {
+            let v = load(x + i)
+            store(v.replacing(with: vlo, where: v .< vlo).replacing(with: vhi, where: v .> vhi), y + i)
+            i += 16
+        }
+        while i < n { y[i] = min(max(x[i], lo), hi); i += 1 }
+    }
+
+    /// dx[i] += lo < x[i] < hi ? dy[i] : 0
+    @inline(__always) static func clipBackward(_ dx: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                               _ lo: Float, _ hi: Float, _ n: Int) {
+        var i = 0
+        let vlo = V(repeating: lo), vhi = V(repeating: hi), zero = V()
+        while i + 16 <= n {
+            let v = load(x + i)
+            let g = load(dy + i).replacing(with: zero, where: (v .<= vlo) .| (v .>= vhi))
+            store(load(dx + i) + g, dx + i)
+            i += 16
+        }
+        while i < n { dx[i] += x[i] > lo && x[i] < hi ? dy[i] : 0; i += 1 }
+    }
+
     /// y[i] = a[i] + b[i]
     @inline(__always) static func sum(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
         var i = 0
