@@ -309,11 +309,12 @@ final class ConvKernel: Kernel {
         for g in 0..<group {
             im2col(px, group: g, into: cols[g])
             gemm(m: mg, n: np, k: k, a: pw_ + g * mg * k, lda: k, b: cols[g], ldb: np, beta: 0, c: tmp, ldc: np)
-            for oc in 0..<mg {
-                let bv = bias?[g * mg + oc] ?? 0
-                for sI in 0..<n {
-                    let dst = py + (sI * m + g * mg + oc) * p, src = tmp + oc * np + sI * p
-                    for q in 0..<p { dst[q] = src[q] + bv }
+            Parallel.forEach(mg, cost: n * p) { range in
+                for oc in range {
+                    let bv = bias?[g * mg + oc] ?? 0
+                    for sI in 0..<self.n {
+                        Vec.affine(py + (sI * self.m + g * mg + oc) * self.p, tmp + oc * np + sI * self.p, 1, bv, self.p)
+                    }
                 }
             }
         }
@@ -323,7 +324,7 @@ final class ConvKernel: Kernel {
         guard let gy = s.grads[y] else { return }
         let gx = s.grads[x], gw = s.grads[w], gb = b >= 0 ? s.grads[b] : nil
         if let gb {
-            for sI in 0..<n { for oc in 0..<m { let r = gy + (sI * m + oc) * p; var acc: Float = 0; for q in 0..<p { acc += r[q] }; gb[oc] += acc } }
+            for sI in 0..<n { for oc in 0..<m { gb[oc] += Vec.total(gy + (sI * m + oc) * p, p) } }
         }
         let px = s.values[x], pw_ = s.values[w]
         if depthwise {
@@ -380,10 +381,9 @@ final class ConvKernel: Kernel {
         guard let tmp else { return }
         for g in 0..<group {
             // Gather dY of this group as [mg × n·p].
-            for oc in 0..<mg {
-                for sI in 0..<n {
-                    let src = gy + (sI * m + g * mg + oc) * p, dst = tmp + oc * np + sI * p
-                    for q in 0..<p { dst[q] = src[q] }
+            Parallel.forEach(mg, cost: n * p) { range in
+                for oc in range {
+                    for sI in 0..<self.n { Vec.copy(tmp + oc * np + sI * self.p, gy + (sI * self.m + g * mg + oc) * self.p, self.p) }
                 }
             }
             if let gw { gemm(transB: true, m: mg, n: k, k: np, a: tmp, lda: np, b: cols[g], ldb: np, beta: 1, c: gw + g * mg * k, ldc: k) }
@@ -419,7 +419,7 @@ private struct ShiftedTap {
         if empty { return out.update(repeating: 0, count: p) }
         if oy0 > 0 { out.update(repeating: 0, count: oy0 * wo) }
         if oy1 * wo < p { (out + oy1 * wo).update(repeating: 0, count: p - oy1 * wo) }
-        (out + lo).update(from: plane + lo + shift, count: hi - lo)
+        Vec.copy(out + lo, plane + lo + shift, hi - lo)
         zeroWrapped(out)
     }
 

@@ -44,6 +44,20 @@ struct ShiftedDepthwise {
             shifts.withUnsafeBufferPointer { shifts in
                 let mask = reach.baseAddress!, zero = Vec.V()
                 var q = 0
+                // Two vectors at a time where the plane allows: two independent chains of
+                // multiply-adds instead of one waiting on itself. (SIMD `addingProduct` is
+                // taken apart lane by lane, so no fused form.)
+                while q + 32 <= p {
+                    var a0 = Vec.V(repeating: bias), a1 = a0
+                    for t in 0..<taps {
+                        let wt = Vec.V(repeating: weights[t]), src = mid + shifts[t] + q, m = mask + t * p + q
+                        a0 += wt * Vec.load(src).replacing(with: zero, where: Self.missing(m))
+                        a1 += wt * Vec.load(src + 16).replacing(with: zero, where: Self.missing(m + 16))
+                    }
+                    Vec.store(a0, out + q)
+                    Vec.store(a1, out + q + 16)
+                    q += 32
+                }
                 while q + 16 <= p {
                     var acc = Vec.V(repeating: bias)
                     for t in 0..<taps {

@@ -8,6 +8,24 @@ enum Vec {
 
     @inline(__always) static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
 
+    /// d[i] = s[i], inline (for the short rows of small images a `memmove` call cost more than
+    /// the copy). d and s must not overlap.
+    @inline(__always) static func copy(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n { store(load(s + i), d + i); i += 16 }
+        while i < n { d[i] = s[i]; i += 1 }
+    }
+
+    /// Σ x[i], sixteen partial sums.
+    @inline(__always) static func total(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var i = 0
+        var acc = V()
+        while i + 16 <= n { acc += load(x + i); i += 16 }
+        var t = acc.sum()
+        while i < n { t += x[i]; i += 1 }
+        return t
+    }
+
     /// d[i] += s[i]
     @inline(__always) static func add(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
         var i = 0
