@@ -93,6 +93,30 @@ import TopiaryTestSupport
         },
     ]
 
+    /// Training-mode BatchNormalization on small planes far from zero (mean 1000, spread 0.5):
+    /// the batch statistics must still normalise each channel to mean 0 and variance 1 (sums
+    /// of x and x² in floats would lose the variance entirely).
+    @Test func batchNormStatisticsSurviveALargeMean() throws {
+        var bn = B.node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"])
+        bn.setAttribute("epsilon", .float(1e-6))
+        let model = B.model([bn], inputs: [B.value("x", [8, 2, 3, 3])], outputs: ["y"],
+                            initializers: [Tensor(name: "g", floats: [1, 1], dims: [2]), Tensor(name: "b", floats: [0, 0], dims: [2]),
+                                           Tensor(name: "m", floats: [0, 0], dims: [2]), Tensor(name: "v", floats: [1, 1], dims: [2])])
+        let program = try Program(model: model, batch: 8)
+        let x = Self.rand(8 * 18, seed: 41, scale: 0.5).map { $0 + 1000 }
+        let y = Array(x.withUnsafeBufferPointer { program.forward($0, training: true) })
+        for ch in 0..<2 {
+            var values: [Double] = []
+            for s in 0..<8 { for q in 0..<9 { values.append(Double(y[(s * 2 + ch) * 9 + q])) } }
+            let mean: Double = values.reduce(0, +) / Double(values.count)
+            var variance: Double = 0
+            for v in values { variance += (v - mean) * (v - mean) }
+            variance /= Double(values.count)
+            #expect(abs(mean) < 1e-3, "channel \(ch) mean \(mean)")
+            #expect(abs(variance - 1) < 2e-3, "channel \(ch) variance \(variance)")
+        }
+    }
+
     @Test(arguments: cases)
     func backwardMatchesFiniteDifferences(_ c: Case) throws {
         let model = c.build()

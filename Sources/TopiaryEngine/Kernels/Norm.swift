@@ -14,7 +14,6 @@ final class BatchNormKernel: Kernel {
     /// When set, training-mode passes average batch statistics into the running ones (BatchNorm
     /// recalibration) instead of the momentum update; counts the batches seen.
     var recalibrated: Int?
-
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0)
         guard xs.count >= 2 else { throw EngineError.unsupported("BatchNormalization '\(ctx.node.label)' on rank \(xs.count)") }
@@ -42,20 +41,48 @@ final class BatchNormKernel: Kernel {
         return (s1, s2)
     }
 
-    /// Σ g and Σ g·x̂ of `count` floats, in eight float lanes.
+    /// Σ g and Σ g·x̂ over the `n` planes of one channel (`stride` apart), in sixteen float
+    /// lanes reduced once (on small maps a reduction per plane cost more than the sums).
     @inline(__always)
-    private static func dots(_ g: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, _ count: Int) -> (Float, Float) {
-        var a = SIMD8<Float>(), b = SIMD8<Float>()
-        var q = 0
-        while q + 8 <= count {
-            let v = UnsafeRawPointer(g + q).loadUnaligned(as: SIMD8<Float>.self)
-            a += v
-            b += v * UnsafeRawPointer(xh + q).loadUnaligned(as: SIMD8<Float>.self)
-            q += 8
+    private static func dots(_ g: UnsafePointer<Float>, _ xh: UnsafePointer<Float>, planes n: Int, stride: Int, _ count: Int) -> (Float, Float) {
+        var a = Vec.V(), b = Vec.V()
+        var s1: Float = 0, s2: Float = 0
+        for sI in 0..<n {
+            let gp = g + sI * stride, xp = xh + sI * stride
+            var q = 0
+            while q + 16 <= count {
+                let v = Vec.load(gp + q)
+                a += v
+                b += v * Vec.load(xp + q)
+                q += 16
+            }
+            while q < count { s1 += gp[q]; s2 += gp[q] * xp[q]; q += 1 }
         }
-        var s1 = a.sum(), s2 = b.sum()
-        while q < count { s1 += g[q]; s2 += g[q] * xh[q]; q += 1 }
-        return (s1, s2)
+        return (a.sum() + s1, b.sum() + s2)
+    }
+
+    /// Σ (x − k) and Σ (x − k)² over the `n` small planes of one channel, in sixteen float lanes
+    /// reduced once, shifted by the channel's first value k so that the variance does not come
+    /// from the difference of two large sums. Returns the sums with k added back to the mean.
+    @inline(__always)
+    private static func shiftedSums(_ x: UnsafePointer<Float>, planes n: Int, stride: Int, _ count: Int) -> (mean: Double, variance: Double) {
+        let k = x[0], vk = Vec.V(repeating: k)
+        var a = Vec.V(), b = Vec.V()
+        var s1: Float = 0, s2: Float = 0
+        for sI in 0..<n {
+            let xp = x + sI * stride
+            var q = 0
+            while q + 16 <= count {
+                let v = Vec.load(xp + q) - vk
+                a += v
+                b += v * v
+                q += 16
+            }
+            while q < count { let v = xp[q] - k; s1 += v; s2 += v * v; q += 1 }
+        }
+        let total = Double(n * count)
+        let m = (Double(a.sum()) + Double(s1)) / total
+        return (Double(k) + m, max((Double(b.sum()) + Double(s2)) / total - m * m, 0))
     }
 
     func forward(_ s: Store, training: Bool) {
@@ -68,16 +95,21 @@ final class BatchNormKernel: Kernel {
             for ch in channels {
                 var mu: Float, v: Float
                 if training {
-                    // Per-plane sums in float lanes, accumulated across planes in double.
-                    var sum: Double = 0, sq: Double = 0
-                    for sI in 0..<n {
-                        let (s1, s2) = Self.sums(px + (sI * c + ch) * plane, plane)
-                        sum += s1
-                        sq += s2
+                    if plane <= 256 {
+                        let (m, variance) = Self.shiftedSums(px + ch * plane, planes: n, stride: c * plane, plane)
+                        (mu, v) = (Float(m), Float(variance))
+                    } else {
+                        // Per-plane sums in float lanes, accumulated across planes in double.
+                        var sum: Double = 0, sq: Double = 0
+                        for sI in 0..<n {
+                            let (s1, s2) = Self.sums(px + (sI * c + ch) * plane, plane)
+                            sum += s1
+                            sq += s2
+                        }
+                        let meanD = sum / Double(count)
+                        mu = Float(meanD)
+                        v = Float(max(sq / Double(count) - meanD * meanD, 0))
                     }
-                    let meanD = sum / Double(count)
-                    mu = Float(meanD)
-                    v = Float(max(sq / Double(count) - meanD * meanD, 0))
                     let unbiased = count > 1 ? v * count / (count - 1) : v
                     if let k = recalibrated {
                         let w = Float(k) / Float(k + 1)
@@ -93,11 +125,19 @@ final class BatchNormKernel: Kernel {
                 let inv = 1 / (v + eps).squareRoot()
                 invStd[ch] = inv
                 if training {
-                    let gc = g[ch], bc = be[ch]
+                    let gc = g[ch], bc = be[ch], shift = -mu * inv
+                    let vi = Vec.V(repeating: inv), vs = Vec.V(repeating: shift), vg = Vec.V(repeating: gc), vb = Vec.V(repeating: bc)
                     for sI in 0..<n {
                         let base = (sI * c + ch) * plane
-                        Vec.affine(xhat + base, px + base, inv, -mu * inv, plane)
-                        Vec.affine(py + base, xhat + base, gc, bc, plane)
+                        let xp = px + base, hp = xhat + base, yp = py + base
+                        var q = 0
+                        while q + 16 <= plane {
+                            let h = Vec.load(xp + q) * vi + vs
+                            Vec.store(h, hp + q)
+                            Vec.store(h * vg + vb, yp + q)
+                            q += 16
+                        }
+                        while q < plane { let h = xp[q] * inv + shift; hp[q] = h; yp[q] = h * gc + bc; q += 1 }
                     }
                 } else {
                     // Inference: one multiply-add per element; x̂ is recomputed only if backward runs.
@@ -119,13 +159,7 @@ final class BatchNormKernel: Kernel {
         let (n, c, plane, trainedLast, xhat, invStd) = (n, c, plane, trainedLast, xhat, invStd)
         Parallel.forEach(c, cost: n * plane * 4) { channels in
             for ch in channels {
-                var sumG: Float = 0, sumGX: Float = 0
-                for sI in 0..<n {
-                    let base = (sI * c + ch) * plane
-                    let (a, b) = Self.dots(gy + base, xhat + base, plane)
-                    sumG += a
-                    sumGX += b
-                }
+                let (sumG, sumGX) = Self.dots(gy + ch * plane, xhat + ch * plane, planes: n, stride: c * plane, plane)
                 gg?[ch] += sumGX
                 gb?[ch] += sumG
                 guard let gx else { continue }
