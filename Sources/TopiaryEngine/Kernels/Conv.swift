@@ -16,6 +16,11 @@ final class ConvKernel: Kernel {
     /// Large images: one GEMM per sample straight into the output (no scatter), im2col skipped
     /// for 1×1 stride-1 unpadded convolutions. Small images: one GEMM per group over the batch.
     let perSample: Bool
+    /// Per sample, with the samples split over the cores (each product single-threaded).
+    let parallelSamples: Bool
+    /// Weight-gradient partials of blocks of samples (parallelSamples), and how many fit.
+    private var partials: UnsafeMutablePointer<Float>?
+    private var partialBlocks = 0
     let pointwise: Bool
     /// Stride 1, dilation 1, output as large as the input: a tap is the input plane shifted by
     /// (i − ph, j − pw), gathered with one contiguous copy (see `gatherTap`).
@@ -49,7 +54,15 @@ final class ConvKernel: Kernel {
         depthwise = group == c && group == m && ws[1] == 1
         k = (c / group) * kh * kw
         p = ho * wo
-        perSample = !depthwise && (p >= 256 || n == 1)
+        // Small images with small weights: one product per sample, samples across the cores,
+        // straight into the output (OpenBLAS repacks the weights for every sample, cheap while
+        // they fit in cache; on ResNet-18's deep layers it was not).
+        parallelSamples = !depthwise && n > 1 && p < 256 && (m / group) * k <= 65_536
+        perSample = !depthwise && (p >= 256 || n == 1 || parallelSamples)
+        if parallelSamples {
+            partialBlocks = Parallel.workers
+            partials = ctx.store.allocate(partialBlocks * m * k)
+        }
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         let samePads = pads.count == 4 && pads[0] + pads[2] == kh - 1 && pads[1] + pads[3] == kw - 1
@@ -293,16 +306,17 @@ final class ConvKernel: Kernel {
         }
         let mg = m / group, np = n * p
         if perSample {
-            for sI in 0..<n {
-                for g in 0..<group {
-                    let col = sampleMatrix(px, sI, g, fill: true)
-                    let out = py + (sI * m + g * mg) * p
+            let one = { (sI: Int) in
+                for g in 0..<self.group {
+                    let col = self.sampleMatrix(px, sI, g, fill: true)
+                    let out = py + (sI * self.m + g * mg) * self.p
                     if let bias {
-                        for oc in 0..<mg { let v = bias[g * mg + oc]; let r = out + oc * p; for q in 0..<p { r[q] = v } }
+                        for oc in 0..<mg { (out + oc * self.p).update(repeating: bias[g * mg + oc], count: self.p) }
                     }
-                    gemm(m: mg, n: p, k: k, a: pw_ + g * mg * k, lda: k, b: col, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p)
+                    gemm(m: mg, n: self.p, k: self.k, a: pw_ + g * mg * self.k, lda: self.k, b: col, ldb: self.p, beta: bias == nil ? 0 : 1, c: out, ldc: self.p)
                 }
             }
+            if parallelSamples { Parallel.blocks(count: n) { one($0) } } else { for sI in 0..<n { one(sI) } }
             return
         }
         guard let tmp else { return }
@@ -360,21 +374,36 @@ final class ConvKernel: Kernel {
         }
         let mg = m / group, np = n * p
         if perSample {
-            for sI in 0..<n {
-                for g in 0..<group {
-                    let col = sampleMatrix(s.values[x], sI, g, fill: false)
-                    let dout = gy + (sI * m + g * mg) * p
-                    if let gw { gemm(transB: true, m: mg, n: k, k: p, a: dout, lda: p, b: col, ldb: p, beta: 1, c: gw + g * mg * k, ldc: k) }
+            let px = s.values[x]
+            let one = { (sI: Int, gwInto: UnsafeMutablePointer<Float>?) in
+                for g in 0..<self.group {
+                    let col = self.sampleMatrix(px, sI, g, fill: false)
+                    let dout = gy + (sI * self.m + g * mg) * self.p
+                    if let gwInto { gemm(transB: true, m: mg, n: self.k, k: self.p, a: dout, lda: self.p, b: col, ldb: self.p, beta: 1, c: gwInto + g * mg * self.k, ldc: self.k) }
                     if let gx {
-                        if pointwise {
-                            gemm(transA: true, m: k, n: p, k: mg, a: pw_ + g * mg * k, lda: k, b: dout, ldb: p, beta: 1, c: gx + (sI * c + g * (c / group)) * p, ldc: p)
+                        if self.pointwise {
+                            gemm(transA: true, m: self.k, n: self.p, k: mg, a: pw_ + g * mg * self.k, lda: self.k, b: dout, ldb: self.p, beta: 1,
+                                 c: gx + (sI * self.c + g * (self.c / self.group)) * self.p, ldc: self.p)
                         } else {
-                            let dcol = cols[g] + sI * k * p  // the forward's columns are no longer needed for this sample
-                            gemm(transA: true, m: k, n: p, k: mg, a: pw_ + g * mg * k, lda: k, b: dout, ldb: p, beta: 0, c: dcol, ldc: p)
-                            col2imSample(dcol, sample: sI, group: g, into: gx)
+                            let dcol = self.cols[g] + sI * self.k * self.p  // the forward's columns are no longer needed for this sample
+                            gemm(transA: true, m: self.k, n: self.p, k: mg, a: pw_ + g * mg * self.k, lda: self.k, b: dout, ldb: self.p, beta: 0, c: dcol, ldc: self.p)
+                            self.col2imSample(dcol, sample: sI, group: g, into: gx)
                         }
                     }
                 }
+            }
+            let blocks = min(Parallel.workers, n, partialBlocks)
+            if parallelSamples, blocks > 1, let partials {
+                // Fixed blocks of samples, each summing its weight gradient into its own partial,
+                // added up in block order: the same result for a given thread count.
+                let size = m * k
+                if gw != nil { partials.update(repeating: 0, count: blocks * size) }
+                Parallel.blocks(count: blocks) { b in
+                    for sI in (self.n * b / blocks)..<(self.n * (b + 1) / blocks) { one(sI, gw == nil ? nil : partials + b * size) }
+                }
+                if let gw { for b in 0..<blocks { Vec.add(gw, partials + b * size, size) } }
+            } else {
+                for sI in 0..<n { one(sI, gw) }
             }
             return
         }
