@@ -25,6 +25,8 @@ final class ConvKernel: Kernel {
     /// Stride 1, dilation 1, output as large as the input: a tap is the input plane shifted by
     /// (i − ph, j − pw), gathered with one contiguous copy (see `gatherTap`).
     let shifted: Bool
+    /// Geometry of every kernel tap, row-major (shifted convolutions).
+    private var taps: [ShiftedTap] = []
     /// Depthwise and shifted: whole-plane vector passes (see `ShiftedDepthwise`), with a scratch
     /// of three planes per channel. Also stride 2 with "same" pads: its output is every other
     /// row and column of the stride-1 output, computed whole (four times the arithmetic, in
@@ -65,6 +67,7 @@ final class ConvKernel: Kernel {
         }
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
+        if shifted { for i in 0..<kh { for j in 0..<kw { taps.append(ShiftedTap(h: h, w: wd, ph: ph, pw: pw, i, j)) } } }
         let samePads = pads.count == 4 && pads[0] + pads[2] == kh - 1 && pads[1] + pads[3] == kw - 1
         let halved = sh == 2 && sw == 2 && dh == 1 && dw == 1 && samePads && ho == (h + 1) / 2 && wo == (wd + 1) / 2
         shiftedDepthwise = depthwise && (shifted || halved) ? ShiftedDepthwise(h: h, w: wd, kh: kh, kw: kw, ph: ph, pw: pw) : nil
@@ -213,11 +216,29 @@ final class ConvKernel: Kernel {
 
     /// im2col of one sample and group as [K × P].
     private func im2colSample(_ src: UnsafePointer<Float>, sample sI: Int, group g: Int, into col: UnsafeMutablePointer<Float>) {
+        if shifted, Parallel.inside { return shiftedSample(sI, group: g, gather: true, col: col, planes: UnsafeMutablePointer(mutating: src)) }
         forEachTap(group: g, samples: sI..<(sI + 1), rowLength: p) { gatherTap(src + $1, col + $0, $2, $3) }
     }
 
     private func col2imSample(_ col: UnsafePointer<Float>, sample sI: Int, group g: Int, into dst: UnsafeMutablePointer<Float>) {
+        if shifted, Parallel.inside { return shiftedSample(sI, group: g, gather: false, col: UnsafeMutablePointer(mutating: col), planes: dst) }
         forEachTap(group: g, samples: sI..<(sI + 1), rowLength: p) { scatterTap(col + $0, dst + $1, $2, $3) }
+    }
+
+    /// `gatherTap` / `scatterTap` of one sample of a shifted convolution, on the calling thread
+    /// (samples are what is split over the cores), with the taps' geometry worked out at compile
+    /// time: on 8×8 images working it out per plane and tap was a fifth of the convolution.
+    private func shiftedSample(_ sI: Int, group g: Int, gather: Bool, col: UnsafeMutablePointer<Float>, planes: UnsafeMutablePointer<Float>) {
+        let cg = c / group, kk = kh * kw
+        taps.withUnsafeBufferPointer { taps in
+            for ci in 0..<cg {
+                let plane = planes + (sI * c + g * cg + ci) * h * wd
+                for t in 0..<kk {
+                    let row = col + (ci * kk + t) * p
+                    if gather { taps[t].gather(plane, row) } else { taps[t].scatter(row, plane) }
+                }
+            }
+        }
     }
 
     /// The [K × P] matrix of sample `sI`, group `g`: the input itself for pointwise convolutions.
@@ -433,12 +454,17 @@ private struct ShiftedTap {
     var empty: Bool { oy1 <= oy0 || abs(dj) >= wo }
 
     init(_ conv: ConvKernel, _ i: Int, _ j: Int) {
-        let di = i - conv.ph
-        (wo, p, dj) = (conv.wo, conv.p, j - conv.pw)
-        (oy0, oy1) = (max(0, -di), min(conv.ho, conv.h - di))
+        self.init(h: conv.h, w: conv.wd, ph: conv.ph, pw: conv.pw, i, j)
+    }
+
+    /// Tap (i, j) of an h × w image padded by (ph, pw) at the start (output as large as input).
+    init(h: Int, w: Int, ph: Int, pw: Int, _ i: Int, _ j: Int) {
+        let di = i - ph
+        (wo, p, dj) = (w, h * w, j - pw)
+        (oy0, oy1) = (max(0, -di), min(h, h - di))
         lo = oy0 * wo + max(0, -dj)
         hi = oy1 * wo - max(0, dj)
-        shift = di * conv.wd + dj
+        shift = di * w + dj
     }
 
     /// The tap's im2col plane: one copy over the rows that exist, then the columns that wrapped
