@@ -4,7 +4,8 @@ import Foundation
 final class PoolKernel: Kernel {
     let x: Int, y: Int, isMax: Bool, includePad: Bool
     let nc: Int, h: Int, w: Int, ho: Int, wo: Int, kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int, dh: Int, dw: Int
-    var argmax: [Int32]
+    /// Input position of each maximum (max pooling), written by forward for backward.
+    let argmax: UnsafeMutablePointer<Int32>
 
     init(_ ctx: KernelContext, isMax: Bool) throws {
         let xs = ctx.shape(in: 0), ys = ctx.shape(out: 0)
@@ -23,41 +24,50 @@ final class PoolKernel: Kernel {
             }
         }
         (sh, sw, ph, pw, dh, dw) = (s[0], s[1], pads[0], pads[1], d[0], d[1])
-        argmax = isMax ? Array(repeating: 0, count: ys.reduce(1, *)) : []
+        let outputs = isMax ? max(ys.reduce(1, *), 1) : 1
+        argmax = .allocate(capacity: outputs)
+        argmax.initialize(repeating: -1, count: outputs)
     }
+
+    deinit { argmax.deallocate() }
 
     func forward(_ s: Store, training: Bool) {
         let px = s.values[x], py = s.values[y]
-        for plane in 0..<nc {
-            let src = px + plane * h * w
-            for oy in 0..<ho {
-                for ox in 0..<wo {
-                    let o = (plane * ho + oy) * wo + ox
-                    if isMax {
-                        var best = -Float.greatestFiniteMagnitude, at = -1
-                        for i in 0..<kh {
-                            let iy = oy * sh - ph + i * dh
-                            if iy < 0 || iy >= h { continue }
-                            for j in 0..<kw {
-                                let ix = ox * sw - pw + j * dw
-                                if ix < 0 || ix >= w { continue }
-                                let v = src[iy * w + ix]
-                                if v > best { best = v; at = iy * w + ix }
-                            }
+        // Planes are independent: split over the cores.
+        Parallel.forEach(nc, cost: ho * wo * kh * kw) { planes in
+            for plane in planes { self.forward(plane: plane, px, py) }
+        }
+    }
+
+    private func forward(plane: Int, _ px: UnsafeMutablePointer<Float>, _ py: UnsafeMutablePointer<Float>) {
+        let src = px + plane * h * w
+        for oy in 0..<ho {
+            for ox in 0..<wo {
+                let o = (plane * ho + oy) * wo + ox
+                if isMax {
+                    var best = -Float.greatestFiniteMagnitude, at = -1
+                    for i in 0..<kh {
+                        let iy = oy * sh - ph + i * dh
+                        if iy < 0 || iy >= h { continue }
+                        for j in 0..<kw {
+                            let ix = ox * sw - pw + j * dw
+                            if ix < 0 || ix >= w { continue }
+                            let v = src[iy * w + ix]
+                            if v > best { best = v; at = iy * w + ix }
                         }
-                        py[o] = best
-                        argmax[o] = Int32(at)
-                    } else {
-                        var sum: Float = 0, cnt = 0
-                        for i in 0..<kh {
-                            let iy = oy * sh - ph + i
-                            for j in 0..<kw {
-                                let ix = ox * sw - pw + j
-                                if iy >= 0 && iy < h && ix >= 0 && ix < w { sum += src[iy * w + ix]; cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 }
-                            }
-                        }
-                        py[o] = cnt > 0 ? sum / Float(cnt) : 0
                     }
+                    py[o] = best
+                    argmax[o] = Int32(at)
+                } else {
+                    var sum: Float = 0, cnt = 0
+                    for i in 0..<kh {
+                        let iy = oy * sh - ph + i
+                        for j in 0..<kw {
+                            let ix = ox * sw - pw + j
+                            if iy >= 0 && iy < h && ix >= 0 && ix < w { sum += src[iy * w + ix]; cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 }
+                        }
+                    }
+                    py[o] = cnt > 0 ? sum / Float(cnt) : 0
                 }
             }
         }
@@ -65,22 +75,27 @@ final class PoolKernel: Kernel {
 
     func backward(_ s: Store) {
         guard let gx = s.grads[x], let gy = s.grads[y] else { return }
-        for plane in 0..<nc {
-            let dst = gx + plane * h * w
-            for oy in 0..<ho {
-                for ox in 0..<wo {
-                    let o = (plane * ho + oy) * wo + ox
-                    if isMax {
-                        if argmax[o] >= 0 { dst[Int(argmax[o])] += gy[o] }
-                    } else {
-                        var cnt = 0
-                        for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
-                            if iy >= 0 && iy < h && ix >= 0 && ix < w { cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 } } }
-                        guard cnt > 0 else { continue }
-                        let g = gy[o] / Float(cnt)
-                        for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
-                            if iy >= 0 && iy < h && ix >= 0 && ix < w { dst[iy * w + ix] += g } } }
-                    }
+        // Every output reaches only its own plane of the input: planes split over the cores.
+        Parallel.forEach(nc, cost: ho * wo * kh * kw) { planes in
+            for plane in planes { self.backward(plane: plane, gx, gy) }
+        }
+    }
+
+    private func backward(plane: Int, _ gx: UnsafeMutablePointer<Float>, _ gy: UnsafeMutablePointer<Float>) {
+        let dst = gx + plane * h * w
+        for oy in 0..<ho {
+            for ox in 0..<wo {
+                let o = (plane * ho + oy) * wo + ox
+                if isMax {
+                    if argmax[o] >= 0 { dst[Int(argmax[o])] += gy[o] }
+                } else {
+                    var cnt = 0
+                    for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
+                        if iy >= 0 && iy < h && ix >= 0 && ix < w { cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 } } }
+                    guard cnt > 0 else { continue }
+                    let g = gy[o] / Float(cnt)
+                    for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
+                        if iy >= 0 && iy < h && ix >= 0 && ix < w { dst[iy * w + ix] += g } } }
                 }
             }
         }
