@@ -109,13 +109,18 @@ final class MeanKernel: Kernel {
     init(x: Int, y: Int, outer: Int, inner: Int) { (self.x, self.y, self.outer, self.inner) = (x, y, outer, inner) }
 
     func forward(_ s: Store, training: Bool) {
-        let px = s.values[x], py = s.values[y]
-        for o in 0..<outer { var acc: Float = 0; for i in 0..<inner { acc += px[o * inner + i] }; py[o] = acc / Float(inner) }
+        let px = s.values[x], py = s.values[y], inner = inner
+        Parallel.forEach(outer, cost: inner) { rows in
+            for o in rows { py[o] = Vec.total(px + o * inner, inner) / Float(inner) }
+        }
     }
 
     func backward(_ s: Store) {
         guard let gx = s.grads[x], let gy = s.grads[y] else { return }
-        for o in 0..<outer { let g = gy[o] / Float(inner); for i in 0..<inner { gx[o * inner + i] += g } }
+        let inner = inner
+        Parallel.forEach(outer, cost: inner) { rows in
+            for o in rows { Vec.affine(gx + o * inner, gx + o * inner, 1, gy[o] / Float(inner), inner) }
+        }
     }
 }
 
