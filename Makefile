@@ -38,7 +38,7 @@ demo: build
 test: test-swift test-oracle
 
 test-swift: deps
-	swift build --build-tests -j $(JOBS)
+	swift build --build-tests -j $(JOBS) $(ARCH_FLAGS)
 	swift test --skip-build
 
 test-oracle: build venv

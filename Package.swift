@@ -30,6 +30,8 @@ let package = Package(
         ),
         // The engine's compute thread pool (hand-written C: spinning workers need atomics).
         .target(name: "CPool", path: "Sources/CPool", linkerSettings: [.linkedLibrary("pthread")]),
+        // Engine kernels that need vector instructions Swift cannot spell (hand-written C).
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
@@ -44,7 +46,7 @@ let package = Package(
         ),
         .target(
             name: "TopiaryEngine",
-            dependencies: ["TopiaryIR", "CBLAS", "CZlib", "CPool"]
+            dependencies: ["TopiaryIR", "CBLAS", "CZlib", "CPool", "CKernels"]
         ),
         .target(
             name: "TopiaryPipeline",

@@ -23,7 +23,8 @@ public final class Program {
     public private(set) var outputShape: [Int] = []
 
     /// Compiles `model` for batches of `batch` samples. `trainable` adds gradient buffers.
-    public init(model original: Model, batch: Int, trainable: Bool = true) throws {
+    /// `direct: false` keeps kernels off their direct C forms (tests compare both).
+    public init(model original: Model, batch: Int, trainable: Bool = true, direct: Bool = true) throws {
         self.batch = batch
         let model = try Program.rebatched(original, batch: batch)
         // An inference-only program runs BatchNormalization folded into the convolutions.
@@ -80,7 +81,8 @@ public final class Program {
             }
             let inIDs = try node.inputs.map { $0.isEmpty ? -1 : try valueID($0) }
             let outIDs = try node.outputs.map { $0.isEmpty ? store.add(shape: [1], gradient: false) : try valueID($0) }
-            let ctx = KernelContext(node: node, store: store, inputs: inIDs, outputs: outIDs, constants: node.inputs.map { constants[$0] })
+            var ctx = KernelContext(node: node, store: store, inputs: inIDs, outputs: outIDs, constants: node.inputs.map { constants[$0] })
+            ctx.direct = direct
             kernels.append(try factory(ctx))
         }
         outputIDs = try graph.outputs.map { try valueID($0.name) }

@@ -21,6 +21,7 @@ import TopiaryTestSupport
 
     static let geometries: [Geometry] = [
         Geometry(name: "3×3 same, batched small images", input: [3, 2, 5, 6], weight: [4, 2, 3, 3], pads: [1, 1, 1, 1]),
+        Geometry(name: "3×3 same, small image, large weights (batched products)", input: [2, 64, 4, 4], weight: [128, 64, 3, 3], pads: [1, 1, 1, 1]),
         Geometry(name: "2×2 same, asymmetric pads", input: [2, 3, 4, 5], weight: [2, 3, 2, 2], pads: [1, 0, 0, 1]),
         Geometry(name: "5×5 same on a 3×3 image", input: [2, 2, 3, 3], weight: [3, 2, 5, 5], pads: [2, 2, 2, 2]),
         Geometry(name: "3×3 same, one sample", input: [1, 2, 4, 4], weight: [3, 2, 3, 3], pads: [1, 1, 1, 1]),
@@ -36,8 +37,9 @@ import TopiaryTestSupport
         Geometry(name: "depthwise stride 2, no pads (row by row)", input: [2, 3, 9, 9], weight: [3, 1, 3, 3], strides: [2, 2], group: 3),
     ]
 
-    @Test(arguments: geometries)
-    func matchesDirectConvolution(_ g: Geometry) throws {
+    /// Each geometry with the direct C kernels allowed (where this build has them) and not.
+    @Test(arguments: geometries, [true, false])
+    func matchesDirectConvolution(_ g: Geometry, direct: Bool) throws {
         let (n, c, h, w) = (g.input[0], g.input[1], g.input[2], g.input[3])
         let (m, cg, kh, kw) = (g.weight[0], g.weight[1], g.weight[2], g.weight[3])
         let ho = (h + g.pads[0] + g.pads[2] - g.dilations[0] * (kh - 1) - 1) / g.strides[0] + 1
@@ -47,8 +49,12 @@ import TopiaryTestSupport
         node.setAttribute("group", .int(Int64(g.group)))
         let model = GraphBuilder.model([node], inputs: [GraphBuilder.value("x", g.input)], outputs: ["y"],
                                        initializers: [Tensor(name: "w", floats: weights, dims: g.weight)])
-        let program = try Program(model: model, batch: n)
+        let program = try Program(model: model, batch: n, direct: direct)
         #expect(program.outputShape == [n, m, ho, wo])
+        // Small stride-1 "same" convolutions take the direct kernel whenever it may and can.
+        let sameSize = ho == h && wo == w && g.strides == [1, 1] && g.dilations == [1, 1]
+        let expectDirect = direct && ConvKernel.directAvailable && sameSize && g.group == 1 && ho * wo <= 256
+        #expect(program.kernels.compactMap { $0 as? ConvKernel }.map(\.direct) == [expectDirect], "\(g.name)")
         let x = GradientTests.rand(n * c * h * w, seed: 6)
         let r = GradientTests.rand(n * m * ho * wo, seed: 7)
         let y = Array(x.withUnsafeBufferPointer { program.forward($0, training: true) })

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import TopiaryIR
 
@@ -27,6 +28,14 @@ final class ConvKernel: Kernel {
     let shifted: Bool
     /// Geometry of every kernel tap, row-major (shifted convolutions).
     private var taps: [ShiftedTap] = []
+    /// Small shifted convolutions run forward as a direct kernel (C, AVX-512: the taps summed in
+    /// registers straight from the input, no im2col and no product call per sample); backward
+    /// rebuilds the columns it needs. Each tap's offset and, per 16 positions, the lanes it reaches.
+    private(set) var direct = false
+    /// True when this build has the direct kernel (compiled for AVX-512).
+    static var directAvailable: Bool { topiary_conv_direct_available() == 1 }
+    private var directShifts: [Int] = []
+    private var directMasks: [UInt16] = []
     /// Depthwise and shifted: whole-plane vector passes (see `ShiftedDepthwise`), with a scratch
     /// of three planes per channel. Also stride 2 with "same" pads: its output is every other
     /// row and column of the stride-1 output, computed whole (four times the arithmetic, in
@@ -68,6 +77,24 @@ final class ConvKernel: Kernel {
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         if shifted { for i in 0..<kh { for j in 0..<kw { taps.append(ShiftedTap(h: h, w: wd, ph: ph, pw: pw, i, j)) } } }
+        direct = ctx.direct && shifted && group == 1 && !depthwise && ho * wo <= 256 && topiary_conv_direct_available() == 1
+        if direct {
+            let vectors = (ho * wo + 15) / 16
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let di = i - ph, dj = j - pw
+                    directShifts.append(di * wd + dj)
+                    for v in 0..<vectors {
+                        var bits: UInt16 = 0
+                        for lane in 0..<16 {
+                            let q = v * 16 + lane, y = q / wd, x = q % wd
+                            if q < ho * wo && y + di >= 0 && y + di < h && x + dj >= 0 && x + dj < wd { bits |= 1 << UInt16(lane) }
+                        }
+                        directMasks.append(bits)
+                    }
+                }
+            }
+        }
         let samePads = pads.count == 4 && pads[0] + pads[2] == kh - 1 && pads[1] + pads[3] == kw - 1
         let halved = sh == 2 && sw == 2 && dh == 1 && dw == 1 && samePads && ho == (h + 1) / 2 && wo == (wd + 1) / 2
         shiftedDepthwise = depthwise && (shifted || halved) ? ShiftedDepthwise(h: h, w: wd, kh: kh, kw: kw, ph: ph, pw: pw) : nil
@@ -325,6 +352,18 @@ final class ConvKernel: Kernel {
             }
             return
         }
+        if direct {
+            directShifts.withUnsafeBufferPointer { shifts in
+                directMasks.withUnsafeBufferPointer { masks in
+                    nonisolated(unsafe) let shifts = shifts, masks = masks
+                    Parallel.blocks(count: n) { sI in
+                        topiary_conv_direct(px + sI * self.c * self.p, self.c, self.p, shifts.baseAddress, masks.baseAddress, self.kh * self.kw,
+                                            pw_, bias, py + sI * self.m * self.p, self.m)
+                    }
+                }
+            }
+            return
+        }
         let mg = m / group, np = n * p
         if perSample {
             let one = { (sI: Int) in
@@ -398,7 +437,7 @@ final class ConvKernel: Kernel {
             let px = s.values[x]
             let one = { (sI: Int, gwInto: UnsafeMutablePointer<Float>?) in
                 for g in 0..<self.group {
-                    let col = self.sampleMatrix(px, sI, g, fill: false)
+                    let col = self.sampleMatrix(px, sI, g, fill: self.direct)  // a direct forward built no columns
                     let dout = gy + (sI * self.m + g * mg) * self.p
                     if let gwInto { gemm(transB: true, m: mg, n: self.k, k: self.p, a: dout, lda: self.p, b: col, ldb: self.p, beta: 1, c: gwInto + g * mg * self.k, ldc: self.k) }
                     if let gx {
@@ -436,6 +475,7 @@ final class ConvKernel: Kernel {
                     for sI in 0..<self.n { Vec.copy(tmp + oc * np + sI * self.p, gy + (sI * self.m + g * mg + oc) * self.p, self.p) }
                 }
             }
+            if direct { im2col(s.values[x], group: g, into: cols[g]) }  // a direct forward built no columns
             if let gw { gemm(transB: true, m: mg, n: k, k: np, a: tmp, lda: np, b: cols[g], ldb: np, beta: 1, c: gw + g * mg * k, ldc: k) }
             if let gx {
                 // Reuse the col buffer for dcol: it is recomputed by the next forward.

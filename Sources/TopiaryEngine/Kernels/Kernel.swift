@@ -16,6 +16,8 @@ struct KernelContext {
     let outputs: [Int]
     /// Constant contents of inputs, where constant.
     let constants: [Tensor?]
+    /// Whether kernels may use their direct (C, vector) forms where this build has them.
+    var direct = true
 
     func shape(in i: Int) -> [Int] { inputs[i] >= 0 ? store.shapes[inputs[i]] : [] }
     func shape(out k: Int) -> [Int] { store.shapes[outputs[k]] }
