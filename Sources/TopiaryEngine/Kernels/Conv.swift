@@ -28,9 +28,11 @@ final class ConvKernel: Kernel {
     let shifted: Bool
     /// Geometry of every kernel tap, row-major (shifted convolutions).
     private var taps: [ShiftedTap] = []
-    /// Small shifted convolutions run forward as a direct kernel (C, AVX-512: the taps summed in
-    /// registers straight from the input, no im2col and no product call per sample); backward
-    /// rebuilds the columns it needs. Each tap's offset and, per 16 positions, the lanes it reaches.
+    /// Small shifted convolutions (16 to 256 positions) run forward as a direct kernel (C,
+    /// AVX-512: the taps summed in registers straight from the input, no im2col and no product
+    /// call per sample); backward rebuilds the columns it needs. Below 16 positions a vector is
+    /// mostly empty and the batched product wins (ResNet-18's 2×2 maps: 5× slower direct).
+    /// Each tap's offset and, per 16 positions, the lanes it reaches.
     private(set) var direct = false
     /// True when this build has the direct kernel (compiled for AVX-512).
     static var directAvailable: Bool { topiary_conv_direct_available() == 1 }
@@ -77,7 +79,7 @@ final class ConvKernel: Kernel {
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         if shifted { for i in 0..<kh { for j in 0..<kw { taps.append(ShiftedTap(h: h, w: wd, ph: ph, pw: pw, i, j)) } } }
-        direct = ctx.direct && shifted && group == 1 && !depthwise && ho * wo <= 256 && topiary_conv_direct_available() == 1
+        direct = ctx.direct && shifted && group == 1 && !depthwise && (16...256).contains(ho * wo) && topiary_conv_direct_available() == 1
         if direct {
             let vectors = (ho * wo + 15) / 16
             for i in 0..<kh {
