@@ -8,7 +8,7 @@ public struct Node {
     public var outputs: [String]
     public var attributes: [Attribute] = []
 
-    struct Rare: Sendable {
+    struct Rare: RareDefaults {
         var overload = ""
         var docString = ""
         var metadataProps: [StringPair] = []
@@ -18,25 +18,25 @@ public struct Node {
     private var rare = RareFields<Rare>()
 
     public var overload: String {
-        get { rare.get(or: Rare()).overload }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.overload = newValue } } }
+        get { rare[\.overload] }
+        set { rare.set(\.overload, newValue, empty: newValue.isEmpty) }
     }
     public var docString: String {
-        get { rare.get(or: Rare()).docString }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.docString = newValue } } }
+        get { rare[\.docString] }
+        set { rare.set(\.docString, newValue, empty: newValue.isEmpty) }
     }
     public var metadataProps: [StringPair] {
-        get { rare.get(or: Rare()).metadataProps }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.metadataProps = newValue } } }
+        get { rare[\.metadataProps] }
+        set { rare.set(\.metadataProps, newValue, empty: newValue.isEmpty) }
     }
     public var deviceConfigurations: [OpaqueMessage] {
-        get { rare.get(or: Rare()).deviceConfigurations }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.deviceConfigurations = newValue } } }
+        get { rare[\.deviceConfigurations] }
+        set { rare.set(\.deviceConfigurations, newValue, empty: newValue.isEmpty) }
     }
     /// Fields outside the schema, written back unchanged.
     public var unknownFields: [UnknownField] {
-        get { rare.get(or: Rare()).unknownFields }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.unknownFields = newValue } } }
+        get { rare[\.unknownFields] }
+        set { rare.set(\.unknownFields, newValue, empty: newValue.isEmpty) }
     }
 
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String], attributes: [Attribute] = []) {

@@ -2,7 +2,7 @@
 /// outside the schema), kept behind one reference: copying a `Node` then retains one object, or
 /// none when every such field is empty, instead of one per field. Copy on write keeps value
 /// semantics.
-struct RareFields<Value: Sendable>: @unchecked Sendable {
+struct RareFields<Value: RareDefaults>: @unchecked Sendable {
     private final class Box {
         var value: Value
         init(_ value: Value) { self.value = value }
@@ -12,20 +12,23 @@ struct RareFields<Value: Sendable>: @unchecked Sendable {
 
     init() {}
 
-    /// True once a field was set.
-    var isSet: Bool { box != nil }
+    /// A field; its empty value while none was ever set.
+    subscript<T>(_ field: KeyPath<Value, T>) -> T { (box?.value ?? Value())[keyPath: field] }
 
-    /// The fields, or `empty` when none was ever set.
-    func get(or empty: @autoclosure () -> Value) -> Value { box?.value ?? empty() }
-
-    /// Changes the fields, starting from `empty` when none was set; copies them first when
-    /// another value shares them.
-    mutating func update(empty: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+    /// Sets a field; setting an empty value while none was ever set allocates nothing. Copies
+    /// the fields first when another value shares them.
+    mutating func set<T>(_ field: WritableKeyPath<Value, T>, _ value: T, empty: Bool) {
         if box == nil {
-            box = Box(empty())
+            if empty { return }
+            box = Box(Value())
         } else if !isKnownUniquelyReferenced(&box!) {
             box = Box(box!.value)
         }
-        body(&box!.value)
+        box!.value[keyPath: field] = value
     }
+}
+
+/// The all-empty value of a group of rare fields.
+protocol RareDefaults: Sendable {
+    init()
 }

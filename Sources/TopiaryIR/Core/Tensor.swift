@@ -35,7 +35,7 @@ public struct Tensor: Sendable {
     /// The elements (every type but `string`).
     public private(set) var buffer: TensorBuffer
 
-    struct Rare: Sendable {
+    struct Rare: RareDefaults {
         var docString = ""
         var metadataProps: [StringPair] = []
         var segment: (begin: Int64, end: Int64)?
@@ -46,32 +46,32 @@ public struct Tensor: Sendable {
     private var rare = RareFields<Rare>()
 
     public var docString: String {
-        get { rare.get(or: Rare()).docString }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.docString = newValue } } }
+        get { rare[\.docString] }
+        set { rare.set(\.docString, newValue, empty: newValue.isEmpty) }
     }
     public var metadataProps: [StringPair] {
-        get { rare.get(or: Rare()).metadataProps }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.metadataProps = newValue } } }
+        get { rare[\.metadataProps] }
+        set { rare.set(\.metadataProps, newValue, empty: newValue.isEmpty) }
     }
     /// `TensorProto.segment` (begin, end) when the tensor is one chunk of a larger one.
     public var segment: (begin: Int64, end: Int64)? {
-        get { rare.get(or: Rare()).segment }
-        set { if newValue != nil || rare.isSet { rare.update(empty: Rare()) { $0.segment = newValue } } }
+        get { rare[\.segment] }
+        set { rare.set(\.segment, newValue, empty: newValue == nil) }
     }
     /// Set when the bytes came from an external data file.
     public var externalSource: ExternalSource? {
-        get { rare.get(or: Rare()).externalSource }
-        set { if newValue != nil || rare.isSet { rare.update(empty: Rare()) { $0.externalSource = newValue } } }
+        get { rare[\.externalSource] }
+        set { rare.set(\.externalSource, newValue, empty: newValue == nil) }
     }
     /// The elements of a `string` tensor.
     public var strings: [[UInt8]] {
-        get { rare.get(or: Rare()).strings }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.strings = newValue } } }
+        get { rare[\.strings] }
+        set { rare.set(\.strings, newValue, empty: newValue.isEmpty) }
     }
     /// Fields outside the schema, written back unchanged.
     public var unknownFields: [UnknownField] {
-        get { rare.get(or: Rare()).unknownFields }
-        set { if !newValue.isEmpty || rare.isSet { rare.update(empty: Rare()) { $0.unknownFields = newValue } } }
+        get { rare[\.unknownFields] }
+        set { rare.set(\.unknownFields, newValue, empty: newValue.isEmpty) }
     }
 
     /// A tensor over existing bytes; `buffer.count` must match `dims` and `dataType`.
