@@ -59,18 +59,32 @@ final class PoolKernel: Kernel {
                     py[o] = best
                     argmax[o] = Int32(at)
                 } else {
-                    var sum: Float = 0, cnt = 0
-                    for i in 0..<kh {
-                        let iy = oy * sh - ph + i
-                        for j in 0..<kw {
-                            let ix = ox * sw - pw + j
-                            if iy >= 0 && iy < h && ix >= 0 && ix < w { sum += src[iy * w + ix]; cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 }
-                        }
-                    }
+                    var sum: Float = 0
+                    let cnt = averageWindow(oy, ox) { sum += src[$0] }
                     py[o] = cnt > 0 ? sum / Float(cnt) : 0
                 }
             }
         }
+    }
+
+    /// Visits the input offsets of average-pooling window (oy, ox) inside the image, and returns
+    /// the divisor: those positions, plus the padded ones under `count_include_pad`.
+    @inline(__always)
+    private func averageWindow(_ oy: Int, _ ox: Int, _ visit: (Int) -> Void) -> Int {
+        var cnt = 0
+        for i in 0..<kh {
+            let iy = oy * sh - ph + i
+            for j in 0..<kw {
+                let ix = ox * sw - pw + j
+                if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                    visit(iy * w + ix)
+                    cnt += 1
+                } else if includePad && iy < h + ph && ix < w + pw {
+                    cnt += 1
+                }
+            }
+        }
+        return cnt
     }
 
     func backward(_ s: Store) {
@@ -89,13 +103,10 @@ final class PoolKernel: Kernel {
                 if isMax {
                     if argmax[o] >= 0 { dst[Int(argmax[o])] += gy[o] }
                 } else {
-                    var cnt = 0
-                    for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
-                        if iy >= 0 && iy < h && ix >= 0 && ix < w { cnt += 1 } else if includePad && iy < h + ph && ix < w + pw { cnt += 1 } } }
+                    let cnt = averageWindow(oy, ox) { _ in }
                     guard cnt > 0 else { continue }
                     let g = gy[o] / Float(cnt)
-                    for i in 0..<kh { let iy = oy * sh - ph + i; for j in 0..<kw { let ix = ox * sw - pw + j
-                        if iy >= 0 && iy < h && ix >= 0 && ix < w { dst[iy * w + ix] += g } } }
+                    _ = averageWindow(oy, ox) { dst[$0] += g }
                 }
             }
         }
