@@ -49,9 +49,8 @@ enum Surgery {
             }
             return axes
         }
-        let cuts = membersOf
         for i in graph.nodes.indices where graph.nodes[i].opType == "Constant" {
-            guard let out = graph.nodes[i].outputs.first, cuts[out] != nil else { continue }
+            guard let out = graph.nodes[i].outputs.first, membersOf[out] != nil else { continue }
             var t = try analysis.graph.constant(out)
             let axes = changed(t)
             if axes.isEmpty { continue }
@@ -59,11 +58,11 @@ enum Surgery {
             t.name = ""
             graph.nodes[i].attributes = [Attribute(name: "value", value: .tensor(t))]
         }
-        analysis.graph.forgetConstants(cuts.keys)
+        analysis.graph.forgetConstants(membersOf.keys)
         var tensors = graph.initializers
         graph.initializers = []
         var jobs: [(index: Int, axes: [Int: [Int]], inPlace: Bool)] = []
-        for i in tensors.indices where cuts[tensors[i].name] != nil {
+        for i in tensors.indices where membersOf[tensors[i].name] != nil {
             let axes = changed(tensors[i])
             if !axes.isEmpty { jobs.append((i, axes, tensors[i].hasUniqueBuffer())) }
         }
@@ -87,11 +86,7 @@ enum Surgery {
             buffer.truncate(to: plan.byteCount)
             moves.append { plan.copy(from: buffer.base, to: buffer.base) }
         }
-        let background = BackgroundJobs(moves), shrunk = jobs.filter(\.inPlace).map { tensors[$0.index].buffer }
-        func finish() {
-            background.finish()
-            TensorBuffer.releaseUnusedPages(of: shrunk)
-        }
+        let pending = PendingMoves(jobs: BackgroundJobs(moves), shrunk: jobs.filter(\.inPlace).map { tensors[$0.index].buffer })
         let now = zip(jobs, plans).filter { $0.1 == nil }.map(\.0)
         let failure: Error? = tensors.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let slots = buffer
@@ -110,13 +105,13 @@ enum Surgery {
         }
         graph.initializers = tensors
         if let failure {
-            finish()
+            pending.finish()
             throw failure
         }
         do {
-            return Outcome(shapes: try rewrite(analysis, keptAtom: keptAtom), moves: background, shrunk: shrunk)
+            return Outcome(shapes: try rewrite(analysis, keptAtom: keptAtom), pending: pending)
         } catch {
-            finish()
+            pending.finish()
             throw error
         }
     }
@@ -124,18 +119,25 @@ enum Surgery {
     /// Weights at least this large are moved in the background.
     static let backgroundBytes = 256 << 10
 
-    /// What surgery produced: the pruned model's shapes, and weight moves possibly still running.
-    struct Outcome {
-        let shapes: ShapeTable
-        let moves: BackgroundJobs
-        /// Buffers cut in place, whose tail pages go back to the system once moved.
+    /// Weight moves possibly still running, and the buffers cut in place, whose tail pages go
+    /// back to the system once moved.
+    struct PendingMoves {
+        let jobs: BackgroundJobs
         let shrunk: [TensorBuffer]
 
         /// Waits until every weight holds its kept elements, then releases the freed pages.
         func finish() {
-            moves.finish()
+            jobs.finish()
             TensorBuffer.releaseUnusedPages(of: shrunk)
         }
+    }
+
+    /// What surgery produced: the pruned model's shapes, and its pending weight moves.
+    struct Outcome {
+        let shapes: ShapeTable
+        let pending: PendingMoves
+
+        func finish() { pending.finish() }
     }
 
     /// Steps 2 and 3 of `apply`: attributes, shape constants, annotations, checks.
