@@ -93,6 +93,24 @@ def tp_prune(model, importance, x, y, macs_keep, global_pruning):
     return best
 
 
+def from_onnx(module, path):
+    """The PyTorch module with the weights of its own ONNX export (initializers carry the
+    state_dict names), so a --reuse run can prune the same base with Torch-Pruning again."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(path).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    for node in graph.node:  # the exporter writes equal tensors once, with Identity copies
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+    state = module.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise SystemExit(f"{path}: no initializer for {missing[:3]}")
+    module.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
+    return module.eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-subset", type=int, default=0)
@@ -102,6 +120,8 @@ def main():
     ap.add_argument("--arch", default="small_resnet")
     ap.add_argument("--topiary", default=TOPIARY, help="binary to run (a copy keeps a long run independent of rebuilds)")
     ap.add_argument("--configs", help="Topiary runs as criterion:allocation[:distill],... (default: every criterion with global, l2 with each allocation)")
+    ap.add_argument("--seed", type=int, default=0, help="fine-tuning seed of every method (Torch-Pruning's and the pipelines')")
+    ap.add_argument("--tp-configs", help="Torch-Pruning runs as importance:allocation,... (magnitude|taylor : uniform|global); with --reuse the base is read back from its ONNX export")
     ap.add_argument("--reuse", action="store_true", help="keep the base model, data and rows of an earlier run in the same folder; run only --configs and add their rows")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -125,25 +145,36 @@ def main():
         print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
         rows = [("unpruned", "", 1.0, base_acc)]
     # Torch-Pruning: magnitude and Taylor, uniform and global, fine-tuned in PyTorch.
-    for name, imp in () if args.reuse else (("magnitude (L2)", tp.importance.MagnitudeImportance(p=2)), ("taylor", tp.importance.TaylorImportance())):
-        for glob in (False, True):
-            found = tp_prune(base, imp, x, y, args.macs, glob)
-            if found is None:
-                continue
-            m, kept = found
-            train(m, x, y, args.finetune_epochs, 0.01)
-            rows.append((f"Torch-Pruning {name}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
-            print(rows[-1], flush=True)
+    tp_runs = [(imp, glob) for imp in ("magnitude", "taylor") for glob in (False, True)]
+    if args.tp_configs:
+        tp_runs = [(i, a == "global") for i, a in (c.split(":") for c in args.tp_configs.split(","))]
+    elif args.reuse:
+        tp_runs = []
+    if tp_runs and args.reuse:
+        data = np.load(os.path.join(OUT, "train.npz")), np.load(os.path.join(OUT, "test.npz"))
+        x, y, xt, yt = data[0]["x"], data[0]["y"], data[1]["x"], data[1]["y"]
+        base = from_onnx({"small_resnet": mm.SmallResNet, "mobilenetv2": mm.MobileNetV2}[args.arch](), base_path)
+    suffix = f" (seed {args.seed})" if args.seed else ""
+    for imp_name, glob in tp_runs:
+        name, imp = ("magnitude (L2)", tp.importance.MagnitudeImportance(p=2)) if imp_name == "magnitude" else ("taylor", tp.importance.TaylorImportance())
+        found = tp_prune(base, imp, x, y, args.macs, glob)
+        if found is None:
+            continue
+        m, kept = found
+        train(m, x, y, args.finetune_epochs, 0.01, seed=args.seed)
+        rows.append((f"Torch-Pruning {name}{suffix}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
+        print(rows[-1], flush=True)
     # Topiary: every criterion with global allocation, plus the automatic allocations.
     configs = [(c, "global", False) for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
     configs += [("l2", "uniform", False), ("l2", "hsic", False), ("l2", "search", False)]
-    if args.configs:
-        configs = [(p[0], p[1], len(p) > 2 and p[2] == "distill") for p in (c.split(":") for c in args.configs.split(","))]
+    if args.configs is not None:  # "" runs none
+        configs = [(p[0], p[1], len(p) > 2 and p[2] == "distill") for p in (c.split(":") for c in args.configs.split(",") if c)]
     for criterion, allocation, distill in configs:
-        tag = f"{criterion}-{allocation}" + ("-distill" if distill else "")
+        tag = f"{criterion}-{allocation}" + ("-distill" if distill else "") + (f"-seed{args.seed}" if args.seed else "")
         pipeline = os.path.join(OUT, f"{tag}.yml")
         with open(pipeline, "w") as f:
             f.write(f"""model: {base_path}
+seed: {args.seed}
 data: {{train: {OUT}/train.npz, val: {OUT}/test.npz}}
 stages:
   - report: {{name: before}}
@@ -156,7 +187,7 @@ stages:
         subprocess.run([args.topiary, "run", pipeline, "--out", run], check=True, capture_output=True)
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
-        rows.append((f"Topiary {criterion}" + (" + distillation" if distill else ""), allocation, kept, r["evaluations"][-1]["top1"]))
+        rows.append((f"Topiary {criterion}" + (" + distillation" if distill else "") + suffix, allocation, kept, r["evaluations"][-1]["top1"]))
         print(rows[-1], flush=True)
     json.dump(dict(args=vars(args), rows=rows), open(os.path.join(OUT, "methods.json"), "w"), indent=2)
     print("\n| method | allocation | MACs kept | test top-1 |\n|---|---|---:|---:|")
