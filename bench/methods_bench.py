@@ -124,6 +124,14 @@ def main():
     ap.add_argument("--tp-configs", help="Torch-Pruning runs as importance:allocation,... (magnitude|taylor : uniform|global); with --reuse the base is read back from its ONNX export")
     ap.add_argument("--reuse", action="store_true", help="keep the base model, data and rows of an earlier run in the same folder; run only --configs and add their rows")
     args = ap.parse_args()
+
+    def save(rows):
+        # After every row, so that a run cut short keeps what it measured and --reuse goes on from there.
+        path = os.path.join(OUT, "methods.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(dict(args=vars(args), rows=rows), f, indent=2)
+        os.replace(path + ".tmp", path)
+
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
     base_path = os.path.join(OUT, f"{args.arch}.onnx")
@@ -144,6 +152,7 @@ def main():
                           training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
         print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
         rows = [("unpruned", "", 1.0, base_acc)]
+        save(rows)
     # Torch-Pruning: magnitude and Taylor, uniform and global, fine-tuned in PyTorch.
     tp_runs = [(imp, glob) for imp in ("magnitude", "taylor") for glob in (False, True)]
     if args.tp_configs:
@@ -163,6 +172,7 @@ def main():
         m, kept = found
         train(m, x, y, args.finetune_epochs, 0.01, seed=args.seed)
         rows.append((f"Torch-Pruning {name}{suffix}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
+        save(rows)
         print(rows[-1], flush=True)
     # Topiary: every criterion with global allocation, plus the automatic allocations.
     configs = [(c, "global", False) for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
@@ -188,8 +198,8 @@ stages:
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
         rows.append((f"Topiary {criterion}" + (" + distillation" if distill else "") + suffix, allocation, kept, r["evaluations"][-1]["top1"]))
+        save(rows)
         print(rows[-1], flush=True)
-    json.dump(dict(args=vars(args), rows=rows), open(os.path.join(OUT, "methods.json"), "w"), indent=2)
     print("\n| method | allocation | MACs kept | test top-1 |\n|---|---|---:|---:|")
     for name, alloc, kept, acc in rows:
         print(f"| {name} | {alloc} | {kept:.3f} | {acc:.4f} |")
