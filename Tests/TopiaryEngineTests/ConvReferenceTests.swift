@@ -6,7 +6,8 @@ import TopiaryTestSupport
 /// The convolution kernel's forward output, input gradient and weight gradient against a direct
 /// six-loop reference in double precision, on every element, for each of the kernel's code paths
 /// (batched columns for small images, per-sample products for large ones, the shifted-copy
-/// gather of stride-1 "same" convolutions, pointwise, strided and dilated, grouped).
+/// gather of stride-1 "same" convolutions, the direct kernel, Winograd's transforms, pointwise,
+/// strided and dilated, grouped).
 @Suite struct ConvReferenceTests {
     struct Geometry: CustomTestStringConvertible, Sendable {
         let name: String
@@ -29,6 +30,9 @@ import TopiaryTestSupport
         Geometry(name: "pointwise", input: [2, 3, 4, 4], weight: [5, 3, 1, 1]),
         Geometry(name: "stride 2, dilation 2", input: [2, 2, 7, 8], weight: [3, 2, 3, 3], pads: [2, 1, 1, 2], strides: [2, 2], dilations: [2, 1]),
         Geometry(name: "grouped same", input: [2, 4, 5, 5], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], group: 2),
+        Geometry(name: "3×3 same, odd image, top-left pads only (Winograd, cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0]),
+        Geometry(name: "3×3 same, 2×2 image (one Winograd block per sample)", input: [17, 6, 2, 2], weight: [5, 6, 3, 3], pads: [1, 1, 1, 1]),
+        Geometry(name: "5×5 same, 8×8 (direct kernel)", input: [2, 3, 8, 8], weight: [4, 3, 5, 5], pads: [2, 2, 2, 2]),
         Geometry(name: "depthwise 3×3 same, 4×4 (one vector)", input: [3, 5, 4, 4], weight: [5, 1, 3, 3], pads: [1, 1, 1, 1], group: 5),
         Geometry(name: "depthwise 3×3 same, 9×7 (vectors and a tail)", input: [2, 3, 9, 7], weight: [3, 1, 3, 3], pads: [1, 1, 1, 1], group: 3),
         Geometry(name: "depthwise 5×5 same, asymmetric pads", input: [2, 2, 6, 5], weight: [2, 1, 5, 5], pads: [1, 2, 3, 2], group: 2),
@@ -51,10 +55,15 @@ import TopiaryTestSupport
                                        initializers: [Tensor(name: "w", floats: weights, dims: g.weight)])
         let program = try Program(model: model, batch: n, direct: direct)
         #expect(program.outputShape == [n, m, ho, wo])
-        // Small stride-1 "same" convolutions take the direct kernel whenever it may and can.
+        // Stride-1 "same" 3×3 convolutions take Winograd's transforms whenever allowed and the
+        // products are large enough; other small stride-1 "same" ones the direct kernel where
+        // this build has it.
         let sameSize = ho == h && wo == w && g.strides == [1, 1] && g.dilations == [1, 1]
-        let expectDirect = direct && ConvKernel.directAvailable && sameSize && g.group == 1 && (16...256).contains(ho * wo)
-        #expect(program.kernels.compactMap { $0 as? ConvKernel }.map(\.direct) == [expectDirect], "\(g.name)")
+        let expectWinograd = direct && sameSize && g.group == 1 && kh == 3 && kw == 3 && Winograd.worthwhile(n: n, h: h, w: w, c: c, m: m)
+        let expectDirect = !expectWinograd && direct && ConvKernel.directAvailable && sameSize && g.group == 1 && (16...256).contains(ho * wo)
+        let kernel = try #require(program.kernels.compactMap { $0 as? ConvKernel }.first)
+        #expect(kernel.usesWinograd == expectWinograd, "\(g.name)")
+        #expect(kernel.direct == expectDirect, "\(g.name)")
         let x = GradientTests.rand(n * c * h * w, seed: 6)
         let r = GradientTests.rand(n * m * ho * wo, seed: 7)
         let y = Array(x.withUnsafeBufferPointer { program.forward($0, training: true) })

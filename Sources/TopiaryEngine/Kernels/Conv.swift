@@ -45,6 +45,11 @@ final class ConvKernel: Kernel {
     let shiftedDepthwise: ShiftedDepthwise?
     private var depthwiseScratch: UnsafeMutablePointer<Float>?
     private var subsampled: Bool { sh == 2 }
+    /// 3×3 shifted convolutions of the whole batch through Winograd F(2×2, 3×3) (`Winograd`):
+    /// 16 products with 2.25 times fewer multiply-adds than the columns' product, forward and
+    /// both gradients; no im2col.
+    private let winograd: Winograd?
+    var usesWinograd: Bool { winograd != nil }
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
@@ -72,14 +77,12 @@ final class ConvKernel: Kernel {
         // they fit in cache; on ResNet-18's deep layers it was not).
         parallelSamples = !depthwise && n > 1 && p < 256 && (m / group) * k <= 65_536
         perSample = !depthwise && (p >= 256 || n == 1 || parallelSamples)
-        if parallelSamples {
-            partialBlocks = Parallel.workers
-            partials = ctx.store.allocate(partialBlocks * m * k)
-        }
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         if shifted { for i in 0..<kh { for j in 0..<kw { taps.append(ShiftedTap(h: h, w: wd, ph: ph, pw: pw, i, j)) } } }
-        direct = ctx.direct && shifted && group == 1 && !depthwise && (16...256).contains(ho * wo) && topiary_conv_direct_available() == 1
+        winograd = ctx.direct && shifted && kh == 3 && kw == 3 && group == 1 && !depthwise && Winograd.worthwhile(n: n, h: h, w: wd, c: c, m: m)
+            ? Winograd(ctx.store, n: n, c: c, m: m, h: h, w: wd, ph: ph, pw: pw, weightGradient: ctx.store.grads[ctx.inputs[1]] != nil) : nil
+        direct = winograd == nil && ctx.direct && shifted && group == 1 && !depthwise && (16...256).contains(ho * wo) && topiary_conv_direct_available() == 1
         if direct {
             let vectors = (ho * wo + 15) / 16
             for i in 0..<kh {
@@ -101,7 +104,11 @@ final class ConvKernel: Kernel {
         let halved = sh == 2 && sw == 2 && dh == 1 && dw == 1 && samePads && ho == (h + 1) / 2 && wo == (wd + 1) / 2
         shiftedDepthwise = depthwise && (shifted || halved) ? ShiftedDepthwise(h: h, w: wd, kh: kh, kw: kw, ph: ph, pw: pw) : nil
         if let plan = shiftedDepthwise { depthwiseScratch = ctx.store.allocate(c * (2 * plan.scratchCount + plan.p)) }
-        if !depthwise {
+        if parallelSamples && winograd == nil {
+            partialBlocks = Parallel.workers
+            partials = ctx.store.allocate(partialBlocks * m * k)
+        }
+        if !depthwise && winograd == nil {
             for _ in 0..<group { cols.append(ctx.store.allocate(k * n * p)) }
             if !perSample { tmp = ctx.store.allocate((m / group) * n * p) }
         }
@@ -354,6 +361,10 @@ final class ConvKernel: Kernel {
             }
             return
         }
+        if let winograd {
+            winograd.forward(x: px, w: pw_, bias: bias, y: py)
+            return
+        }
         if direct {
             directShifts.withUnsafeBufferPointer { shifts in
                 directMasks.withUnsafeBufferPointer { masks in
@@ -432,6 +443,10 @@ final class ConvKernel: Kernel {
                     for sI in 0..<self.n { self.depthwiseBackward(s, gy, sample: sI, channel: ch) }
                 }
             }
+            return
+        }
+        if let winograd {
+            winograd.backward(dy: gy, dx: gx, dw: gw)
             return
         }
         let mg = m / group, np = n * p

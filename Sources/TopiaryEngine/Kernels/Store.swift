@@ -24,8 +24,11 @@ public final class Store {
         return values.count - 1
     }
 
+    /// A zeroed buffer of n floats on a 64-byte boundary (a cache line, one AVX-512 vector: whole
+    /// vector loads and stores at the start of a buffer then touch one line, not two).
     func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(n, 1))
         p.initialize(repeating: 0, count: max(n, 1))
         owned.append(p)
         return p

@@ -1,0 +1,89 @@
+import CKernels
+
+/// One 3×3 stride-1 convolution whose output is as large as its input, over a whole batch, by
+/// Winograd's minimal filtering F(2×2, 3×3) (transforms in `CKernels/winograd.c`). The weights
+/// become 16 matrices U_ξ (M × C) and every sample's 4×4 input patches 16 matrices V_ξ (tiles of
+/// the batch × C); the output is the 16 products M_ξ = V_ξ · U_ξᵀ transformed back: 16
+/// multiply-adds per 2×2 output block and channel pair instead of 36. Backward runs the adjoints
+/// in the same domain, dM from dY, dU_ξ = dM_ξᵀ · V_ξ and dV_ξ = dM_ξ · U_ξ, then dW and dX, so
+/// both gradients are those of the convolution itself. Each product runs whole on one core.
+final class Winograd {
+    let n: Int, c: Int, m: Int, h: Int, w: Int, ph: Int, pw: Int
+    /// 2×2 output blocks per sample, and over the batch; channels padded to vectors of 16.
+    let tiles: Int, total: Int, cp: Int, mp: Int
+    /// Floats from one of the 16 matrices to the next in U, V and M.
+    private let su: Int, sv: Int, sm: Int
+    private let u: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, mo: UnsafeMutablePointer<Float>
+    private let du: UnsafeMutablePointer<Float>?
+    /// One scratch per block of samples (`Parallel.workers` blocks).
+    private let scratch: UnsafeMutablePointer<Float>, scratchCount: Int, blocks: Int
+
+    /// Whether the products are large enough to gain from the transforms (16 output blocks
+    /// over the batch at least).
+    static func worthwhile(n: Int, h: Int, w: Int, c: Int, m: Int) -> Bool {
+        n * ((h + 1) / 2) * ((w + 1) / 2) >= 16
+    }
+
+    init(_ store: Store, n: Int, c: Int, m: Int, h: Int, w: Int, ph: Int, pw: Int, weightGradient: Bool) {
+        (self.n, self.c, self.m, self.h, self.w, self.ph, self.pw) = (n, c, m, h, w, ph, pw)
+        tiles = ((h + 1) / 2) * ((w + 1) / 2)
+        total = n * tiles
+        (cp, mp) = (topiary_wino_channels(c), topiary_wino_channels(m))
+        (su, sv, sm) = (topiary_wino_stride(mp, c), topiary_wino_stride(total, c), topiary_wino_stride(total, m))
+        u = store.allocate(16 * su)
+        v = store.allocate(16 * sv)
+        mo = store.allocate(16 * sm)
+        du = weightGradient ? store.allocate(16 * su) : nil
+        scratchCount = (topiary_wino_scratch(h, w, c, m) + 15) / 16 * 16
+        blocks = max(1, min(Parallel.workers, n))
+        scratch = store.allocate(blocks * scratchCount)
+    }
+
+    /// The 16 products, one whole product per item.
+    private func products(_ body: (Int) -> Void) {
+        Parallel.blocks(count: 16, body)
+    }
+
+    /// Samples in fixed blocks over the cores, each block with its own scratch.
+    private func samples(_ body: (_ sample: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
+        let (n, blocks, count) = (n, blocks, scratchCount)
+        Parallel.blocks(count: blocks) { b in
+            for sI in (n * b / blocks)..<(n * (b + 1) / blocks) { body(sI, scratch + b * count) }
+        }
+    }
+
+    /// Output channels split over the cores.
+    private func outputChannels(_ body: (_ lo: Int, _ hi: Int) -> Void) {
+        let parts = min(Parallel.workers, m), m = m
+        Parallel.blocks(count: parts) { i in body(m * i / parts, m * (i + 1) / parts) }
+    }
+
+    func forward(x: UnsafePointer<Float>, w weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        let (c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm) = (c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm)
+        let (u, v, mo) = (u, v, mo)
+        outputChannels { lo, hi in topiary_wino_weights(weights, m, c, lo, hi, u) }
+        samples { sI, scratch in topiary_wino_input(x + sI * c * h * w, c, h, w, ph, pw, v, total, sI * tiles, scratch) }
+        products { xi in
+            gemm(transB: true, m: total, n: mp, k: cp, a: v + xi * sv, lda: cp, b: u + xi * su, ldb: cp, beta: 0, c: mo + xi * sm, ldc: mp)
+        }
+        samples { sI, scratch in topiary_wino_output(mo, m, h, w, total, sI * tiles, bias, y + sI * m * h * w, scratch) }
+    }
+
+    /// Adds the input and weight gradients (where asked) from the output's; the forward's
+    /// transformed input is overwritten.
+    func backward(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) {
+        let (c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm) = (c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm)
+        let (u, v, mo) = (u, v, mo)
+        let du = dw == nil ? nil : du
+        samples { sI, scratch in topiary_wino_output_grad(dy + sI * m * h * w, m, h, w, total, sI * tiles, mo, scratch) }
+        let inputGradient = dx != nil
+        products { xi in
+            let vx = v + xi * sv, mx = mo + xi * sm, ux = u + xi * su
+            if let du { gemm(transA: true, m: mp, n: cp, k: total, a: mx, lda: mp, b: vx, ldb: cp, beta: 0, c: du + xi * su, ldc: cp) }
+            // V_ξ is no longer needed once dU_ξ is made: dV_ξ takes its place.
+            if inputGradient { gemm(m: total, n: cp, k: mp, a: mx, lda: mp, b: ux, ldb: cp, beta: 0, c: vx, ldc: cp) }
+        }
+        if let du, let dw { outputChannels { lo, hi in topiary_wino_weights_grad(du, m, c, lo, hi, dw) } }
+        if let dx { samples { sI, scratch in topiary_wino_input_grad(v, c, h, w, ph, pw, total, sI * tiles, dx + sI * c * h * w, scratch) } }
+    }
+}
