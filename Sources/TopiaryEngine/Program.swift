@@ -22,9 +22,11 @@ public final class Program {
     public private(set) var inputShape: [Int] = []
     public private(set) var outputShape: [Int] = []
 
-    /// Compiles `model` for batches of `batch` samples. `trainable` adds gradient buffers.
-    /// `direct: false` keeps kernels off their direct C forms (tests compare both).
-    public init(model original: Model, batch: Int, trainable: Bool = true, direct: Bool = true) throws {
+    /// Compiles `model` for batches of `batch` samples. `trainable` adds gradient buffers;
+    /// `inputGradient` one for the data input too (training never reads it: without it the first
+    /// layer skips its input gradient). `direct: false` keeps kernels off their direct C forms
+    /// (tests compare both).
+    public init(model original: Model, batch: Int, trainable: Bool = true, inputGradient: Bool = false, direct: Bool = true) throws {
         self.batch = batch
         let model = try Program.rebatched(original, batch: batch)
         // An inference-only program runs BatchNormalization folded into the convolutions.
@@ -72,7 +74,11 @@ public final class Program {
             ids[name] = id
             return id
         }
-        inputID = try valueID(inputs[0].name)
+        guard let dataShape = shapes.staticShape(of: inputs[0].name) else {
+            throw EngineError.shape("the shape of '\(inputs[0].name)' is not known at batch \(batch)")
+        }
+        inputID = store.add(shape: dataShape, gradient: trainable && inputGradient)
+        ids[inputs[0].name] = inputID
         for i in shapes.order {
             let node = graph.nodes[i]
             if node.opType == "Constant" || constants[node.outputs.first ?? ""] != nil { continue }

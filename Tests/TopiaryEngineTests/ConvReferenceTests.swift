@@ -53,7 +53,7 @@ import TopiaryTestSupport
         node.setAttribute("group", .int(Int64(g.group)))
         let model = GraphBuilder.model([node], inputs: [GraphBuilder.value("x", g.input)], outputs: ["y"],
                                        initializers: [Tensor(name: "w", floats: weights, dims: g.weight)])
-        let program = try Program(model: model, batch: n, direct: direct)
+        let program = try Program(model: model, batch: n, inputGradient: true, direct: direct)
         #expect(program.outputShape == [n, m, ho, wo])
         // Stride-1 "same" 3×3 convolutions take Winograd's transforms whenever allowed and the
         // products are large enough; other small stride-1 "same" ones the direct kernel where
@@ -70,6 +70,12 @@ import TopiaryTestSupport
         r.withUnsafeBufferPointer { program.backward($0) }
         let dx = Array(UnsafeBufferPointer(start: program.store.grads[program.inputID]!, count: x.count))
         let dw = Array(UnsafeBufferPointer(start: program.parameter(0).grad, count: weights.count))
+        // A training program without the data input's gradient skips it and finds the same dW.
+        let plain = try Program(model: model, batch: n, direct: direct)
+        _ = x.withUnsafeBufferPointer { plain.forward($0, training: true) }
+        r.withUnsafeBufferPointer { plain.backward($0) }
+        #expect(plain.store.grads[plain.inputID] == nil)
+        #expect(Array(UnsafeBufferPointer(start: plain.parameter(0).grad, count: weights.count)) == dw, "\(g.name)")
 
         var ry = [Double](repeating: 0, count: r.count), rdx = [Double](repeating: 0, count: x.count), rdw = [Double](repeating: 0, count: weights.count)
         let mg = m / g.group

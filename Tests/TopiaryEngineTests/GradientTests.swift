@@ -121,7 +121,7 @@ import TopiaryTestSupport
     func backwardMatchesFiniteDifferences(_ c: Case) throws {
         let model = c.build()
         let batch = model.graph.inputs[0].type.tensorType?.staticShape?.first ?? 1
-        let program = try Program(model: model, batch: batch)
+        let program = try Program(model: model, batch: batch, inputGradient: true)
         let n = program.inputShape.reduce(batch, *)
         var x = Self.rand(n, seed: 99)
         // Keep inputs away from the kinks of piecewise ops.
