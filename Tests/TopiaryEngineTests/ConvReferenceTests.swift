@@ -6,7 +6,7 @@ import TopiaryTestSupport
 /// The convolution kernel's forward output, input gradient and weight gradient against a direct
 /// six-loop reference in double precision, on every element, for each of the kernel's code paths
 /// (batched columns for small images, per-sample products for large ones, the shifted-copy
-/// gather of stride-1 "same" convolutions, the direct kernel, Winograd's transforms, pointwise,
+/// gather of stride-1 "same" convolutions, the direct kernel, Winograd's transforms, few-column products, pointwise,
 /// strided and dilated, grouped).
 @Suite struct ConvReferenceTests {
     struct Geometry: CustomTestStringConvertible, Sendable {
@@ -17,6 +17,7 @@ import TopiaryTestSupport
         var strides = [1, 1]
         var dilations = [1, 1]
         var group = 1
+        var bias = false
         var testDescription: String { name }
     }
 
@@ -30,8 +31,10 @@ import TopiaryTestSupport
         Geometry(name: "pointwise", input: [2, 3, 4, 4], weight: [5, 3, 1, 1]),
         Geometry(name: "stride 2, dilation 2", input: [2, 2, 7, 8], weight: [3, 2, 3, 3], pads: [2, 1, 1, 2], strides: [2, 2], dilations: [2, 1]),
         Geometry(name: "grouped same", input: [2, 4, 5, 5], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], group: 2),
-        Geometry(name: "3×3 same, odd image, top-left pads only (Winograd, cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0]),
+        Geometry(name: "3×3 same, odd image, top-left pads only, bias (Winograd, cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0], bias: true),
         Geometry(name: "3×3 same, 2×2 image (one Winograd block per sample)", input: [17, 6, 2, 2], weight: [5, 6, 3, 3], pads: [1, 1, 1, 1]),
+        Geometry(name: "3×3 same, one sample on 2×2, bias (few columns)", input: [1, 21, 2, 2], weight: [5, 21, 3, 3], pads: [1, 1, 1, 1], bias: true),
+        Geometry(name: "stride 2, grouped, one sample on 3×2 out (few columns)", input: [1, 4, 5, 4], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], strides: [2, 2], group: 2),
         Geometry(name: "5×5 same, 8×8 (direct kernel)", input: [2, 3, 8, 8], weight: [4, 3, 5, 5], pads: [2, 2, 2, 2]),
         Geometry(name: "depthwise 3×3 same, 4×4 (one vector)", input: [3, 5, 4, 4], weight: [5, 1, 3, 3], pads: [1, 1, 1, 1], group: 5),
         Geometry(name: "depthwise 3×3 same, 9×7 (vectors and a tail)", input: [2, 3, 9, 7], weight: [3, 1, 3, 3], pads: [1, 1, 1, 1], group: 3),
@@ -49,10 +52,11 @@ import TopiaryTestSupport
         let ho = (h + g.pads[0] + g.pads[2] - g.dilations[0] * (kh - 1) - 1) / g.strides[0] + 1
         let wo = (w + g.pads[1] + g.pads[3] - g.dilations[1] * (kw - 1) - 1) / g.strides[1] + 1
         let weights = GradientTests.rand(g.weight.reduce(1, *), seed: 5)
-        var node = GraphBuilder.node("Conv", ["x", "w"], ["y"], ints: ["pads": g.pads, "strides": g.strides, "dilations": g.dilations])
+        let biases = g.bias ? GradientTests.rand(m, seed: 8) : []
+        var node = GraphBuilder.node("Conv", g.bias ? ["x", "w", "b"] : ["x", "w"], ["y"], ints: ["pads": g.pads, "strides": g.strides, "dilations": g.dilations])
         node.setAttribute("group", .int(Int64(g.group)))
         let model = GraphBuilder.model([node], inputs: [GraphBuilder.value("x", g.input)], outputs: ["y"],
-                                       initializers: [Tensor(name: "w", floats: weights, dims: g.weight)])
+                                       initializers: [Tensor(name: "w", floats: weights, dims: g.weight)] + (g.bias ? [Tensor(name: "b", floats: biases, dims: [m])] : []))
         let program = try Program(model: model, batch: n, inputGradient: true, direct: direct)
         #expect(program.outputShape == [n, m, ho, wo])
         // Stride-1 "same" 3×3 convolutions take Winograd's transforms whenever allowed and the
@@ -64,6 +68,8 @@ import TopiaryTestSupport
         let kernel = try #require(program.kernels.compactMap { $0 as? ConvKernel }.first)
         #expect(kernel.usesWinograd == expectWinograd, "\(g.name)")
         #expect(kernel.direct == expectDirect, "\(g.name)")
+        let depthwise = g.group == c && g.group == m && cg == 1
+        #expect(kernel.skinny == (n == 1 && ho * wo <= 8 && !depthwise), "\(g.name)")
         let x = GradientTests.rand(n * c * h * w, seed: 6)
         let r = GradientTests.rand(n * m * ho * wo, seed: 7)
         let y = Array(x.withUnsafeBufferPointer { program.forward($0, training: true) })
@@ -77,7 +83,8 @@ import TopiaryTestSupport
         #expect(plain.store.grads[plain.inputID] == nil)
         #expect(Array(UnsafeBufferPointer(start: plain.parameter(0).grad, count: weights.count)) == dw, "\(g.name)")
 
-        var ry = [Double](repeating: 0, count: r.count), rdx = [Double](repeating: 0, count: x.count), rdw = [Double](repeating: 0, count: weights.count)
+        let db = g.bias ? Array(UnsafeBufferPointer(start: program.parameter(1).grad, count: m)) : []
+        var ry = (0..<r.count).map { g.bias ? Double(biases[$0 / (ho * wo) % m]) : 0 }, rdb = [Double](repeating: 0, count: g.bias ? m : 0), rdx = [Double](repeating: 0, count: x.count), rdw = [Double](repeating: 0, count: weights.count)
         let mg = m / g.group
         for s in 0..<n {
             for oc in 0..<m {
@@ -85,6 +92,7 @@ import TopiaryTestSupport
                 for oy in 0..<ho {
                     for ox in 0..<wo {
                         let yi = ((s * m + oc) * ho + oy) * wo + ox
+                        if g.bias { rdb[oc] += Double(r[yi]) }
                         for ci in 0..<cg {
                             for i in 0..<kh {
                                 for j in 0..<kw {
@@ -109,5 +117,6 @@ import TopiaryTestSupport
         close(y, ry, "output")
         close(dx, rdx, "input gradient")
         close(dw, rdw, "weight gradient")
+        close(db, rdb, "bias gradient")
     }
 }

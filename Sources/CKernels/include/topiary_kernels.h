@@ -36,4 +36,9 @@ void topiary_wino_input_grad(const float *dv, long c, long h, long w, long ph, l
 void topiary_wino_output(const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch);
 void topiary_wino_output_grad(const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch);
 
+/* out[o][q] = bias[o] + Σ_k w[o][k] · bt[q][k] for o < m, q < n ≤ TOPIARY_SKINNY_MAX (out rows
+ * ldo apart; bias may be NULL): a product of few columns, reading each weight once. */
+#define TOPIARY_SKINNY_MAX 8
+void topiary_skinny(const float *w, long m, long k, const float *bt, long n, const float *bias, float *out, long ldo);
+
 #endif

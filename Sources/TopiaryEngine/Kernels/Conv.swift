@@ -50,6 +50,11 @@ final class ConvKernel: Kernel {
     /// both gradients; no im2col.
     private let winograd: Winograd?
     var usesWinograd: Bool { winograd != nil }
+    /// One sample on a map of at most `TOPIARY_SKINNY_MAX` positions (ResNet-18's last stage at
+    /// batch 1): the product reads each weight once, straight from the row (`topiary_skinny`),
+    /// instead of OpenBLAS copying all the weights first. Scratch: the columns transposed.
+    private(set) var skinny = false
+    private var skinnyColumns: UnsafeMutablePointer<Float>?
 
     init(_ ctx: KernelContext) throws {
         let xs = ctx.shape(in: 0), ws = ctx.shape(in: 1), ys = ctx.shape(out: 0)
@@ -104,6 +109,8 @@ final class ConvKernel: Kernel {
         let halved = sh == 2 && sw == 2 && dh == 1 && dw == 1 && samePads && ho == (h + 1) / 2 && wo == (wd + 1) / 2
         shiftedDepthwise = depthwise && (shifted || halved) ? ShiftedDepthwise(h: h, w: wd, kh: kh, kw: kw, ph: ph, pw: pw) : nil
         if let plan = shiftedDepthwise { depthwiseScratch = ctx.store.allocate(c * (2 * plan.scratchCount + plan.p)) }
+        skinny = perSample && !parallelSamples && !depthwise && winograd == nil && !direct && p <= Int(TOPIARY_SKINNY_MAX)
+        if skinny { skinnyColumns = ctx.store.allocate(p * k) }
         if parallelSamples && winograd == nil {
             partialBlocks = Parallel.workers
             partials = ctx.store.allocate(partialBlocks * m * k)
@@ -378,6 +385,19 @@ final class ConvKernel: Kernel {
             return
         }
         let mg = m / group, np = n * p
+        if skinny, let columns = skinnyColumns {
+            for sI in 0..<n {
+                for g in 0..<group {
+                    let col = sampleMatrix(px, sI, g, fill: true), out = py + (sI * m + g * mg) * p
+                    for kk in 0..<k { for q in 0..<p { columns[q * k + kk] = col[kk * p + q] } }
+                    Parallel.forEach(mg, cost: k * p) { r in
+                        topiary_skinny(pw_ + (g * mg + r.lowerBound) * self.k, r.count, self.k, columns, self.p,
+                                       bias.map { $0 + g * mg + r.lowerBound }, out + r.lowerBound * self.p, self.p)
+                    }
+                }
+            }
+            return
+        }
         if perSample {
             let one = { (sI: Int) in
                 for g in 0..<self.group {
