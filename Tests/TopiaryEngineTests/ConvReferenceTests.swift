@@ -32,6 +32,7 @@ import TopiaryTestSupport
         Geometry(name: "stride 2, dilation 2", input: [2, 2, 7, 8], weight: [3, 2, 3, 3], pads: [2, 1, 1, 2], strides: [2, 2], dilations: [2, 1]),
         Geometry(name: "grouped same", input: [2, 4, 5, 5], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], group: 2),
         Geometry(name: "3×3 same, odd image, top-left pads only, bias (Winograd, cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0], bias: true),
+        Geometry(name: "3×3 same, 64 channels, 64 blocks (Winograd forward too)", input: [16, 64, 4, 4], weight: [64, 64, 3, 3], pads: [1, 1, 1, 1]),
         Geometry(name: "3×3 same, 2×2 image (one Winograd block per sample)", input: [17, 6, 2, 2], weight: [5, 6, 3, 3], pads: [1, 1, 1, 1]),
         Geometry(name: "3×3 same, one sample on 2×2, bias (few columns)", input: [1, 21, 2, 2], weight: [5, 21, 3, 3], pads: [1, 1, 1, 1], bias: true),
         Geometry(name: "stride 2, grouped, one sample on 3×2 out (few columns)", input: [1, 4, 5, 4], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], strides: [2, 2], group: 2),
@@ -63,11 +64,14 @@ import TopiaryTestSupport
         // products are large enough; other small stride-1 "same" ones the direct kernel where
         // this build has it.
         let sameSize = ho == h && wo == w && g.strides == [1, 1] && g.dilations == [1, 1]
+        // (forward too where it pays or the direct kernel cannot run).
         let expectWinograd = direct && sameSize && g.group == 1 && kh == 3 && kw == 3 && Winograd.worthwhile(n: n, h: h, w: w, c: c, m: m)
-        let expectDirect = !expectWinograd && direct && ConvKernel.directAvailable && sameSize && g.group == 1 && (16...256).contains(ho * wo)
+        let directFits = direct && ConvKernel.directAvailable && sameSize && g.group == 1 && (16...256).contains(ho * wo)
+        let expectWinogradForward = expectWinograd && (!directFits || Winograd.forwardPays(n: n, h: h, w: w, c: c, m: m))
         let kernel = try #require(program.kernels.compactMap { $0 as? ConvKernel }.first)
         #expect(kernel.usesWinograd == expectWinograd, "\(g.name)")
-        #expect(kernel.direct == expectDirect, "\(g.name)")
+        #expect(kernel.winogradForward == expectWinogradForward, "\(g.name)")
+        #expect(kernel.direct == (directFits && !expectWinogradForward), "\(g.name)")
         let depthwise = g.group == c && g.group == m && cg == 1
         #expect(kernel.skinny == (n == 1 && ho * wo <= 8 && !depthwise), "\(g.name)")
         let x = GradientTests.rand(n * c * h * w, seed: 6)

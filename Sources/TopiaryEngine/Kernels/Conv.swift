@@ -46,10 +46,12 @@ final class ConvKernel: Kernel {
     private var depthwiseScratch: UnsafeMutablePointer<Float>?
     private var subsampled: Bool { sh == 2 }
     /// 3×3 shifted convolutions of the whole batch through Winograd F(2×2, 3×3) (`Winograd`):
-    /// 16 products with 2.25 times fewer multiply-adds than the columns' product, forward and
-    /// both gradients; no im2col.
+    /// 16 products with 2.25 times fewer multiply-adds than the columns' product, for both
+    /// gradients, and forward where that pays (`Winograd.forwardPays`); no im2col.
     private let winograd: Winograd?
     var usesWinograd: Bool { winograd != nil }
+    /// Forward through the transforms too (else by the direct kernel, backward transforming).
+    let winogradForward: Bool
     /// One sample on a map of at most `TOPIARY_SKINNY_MAX` positions (ResNet-18's last stage at
     /// batch 1): the product reads each weight once, straight from the row (`topiary_skinny`),
     /// instead of OpenBLAS copying all the weights first. Scratch: the columns transposed.
@@ -85,9 +87,15 @@ final class ConvKernel: Kernel {
         pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && ys[2] == h && ys[3] == wd
         shifted = sh == 1 && sw == 1 && dh == 1 && dw == 1 && ys[2] == h && ys[3] == wd
         if shifted { for i in 0..<kh { for j in 0..<kw { taps.append(ShiftedTap(h: h, w: wd, ph: ph, pw: pw, i, j)) } } }
-        winograd = ctx.direct && shifted && kh == 3 && kw == 3 && group == 1 && !depthwise && Winograd.worthwhile(n: n, h: h, w: wd, c: c, m: m)
-            ? Winograd(ctx.store, n: n, c: c, m: m, h: h, w: wd, ph: ph, pw: pw, weightGradient: ctx.store.grads[ctx.inputs[1]] != nil) : nil
-        direct = winograd == nil && ctx.direct && shifted && group == 1 && !depthwise && (16...256).contains(ho * wo) && topiary_conv_direct_available() == 1
+        let directFits = ctx.direct && shifted && group == 1 && !depthwise && (16...256).contains(ho * wo) && topiary_conv_direct_available() == 1
+        let trained = ctx.store.grads[ctx.inputs[1]] != nil
+        if ctx.direct && shifted && kh == 3 && kw == 3 && group == 1 && !depthwise && Winograd.worthwhile(n: n, h: h, w: wd, c: c, m: m) {
+            winogradForward = !directFits || Winograd.forwardPays(n: n, h: h, w: wd, c: c, m: m)
+            winograd = winogradForward || trained ? Winograd(ctx.store, n: n, c: c, m: m, h: h, w: wd, ph: ph, pw: pw, weightGradient: trained) : nil
+        } else {
+            (winogradForward, winograd) = (false, nil)
+        }
+        direct = directFits && !winogradForward
         if direct {
             let vectors = (ho * wo + 15) / 16
             for i in 0..<kh {
@@ -368,8 +376,8 @@ final class ConvKernel: Kernel {
             }
             return
         }
-        if let winograd {
-            winograd.forward(x: px, w: pw_, bias: bias, y: py)
+        if let winograd, winogradForward {
+            winograd.forward(x: px, w: pw_, bias: bias, y: py, fixedWeightsGeneration: s.grads[w] == nil ? s.generation : nil)
             return
         }
         if direct {
@@ -466,7 +474,7 @@ final class ConvKernel: Kernel {
             return
         }
         if let winograd {
-            winograd.backward(dy: gy, dx: gx, dw: gw)
+            winograd.backward(dy: gy, x: px, w: pw_, transformed: winogradForward, dx: gx, dw: gw)
             return
         }
         let mg = m / group, np = n * p

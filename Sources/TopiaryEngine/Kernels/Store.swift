@@ -34,7 +34,12 @@ public final class Store {
         return p
     }
 
+    /// Counts `set` calls: kernels that keep a transformed copy of weights that are not trained
+    /// redo it when this has moved.
+    private(set) var generation = 0
+
     func set(_ id: Int, _ data: [Float]) {
+        generation += 1
         data.withUnsafeBufferPointer { values[id].update(from: $0.baseAddress!, count: min(data.count, count(id))) }
     }
 
