@@ -123,4 +123,22 @@ import TopiaryTestSupport
         close(dw, rdw, "weight gradient")
         close(db, rdb, "bias gradient")
     }
+
+    /// An inference program transforms its fixed weights once for the Winograd forward, and again
+    /// after new weights are loaded: doubling them doubles the output.
+    @Test func inferenceRetransformsLoadedWeights() throws {
+        let weights = GradientTests.rand(64 * 64 * 9, seed: 11)
+        let node = GraphBuilder.node("Conv", ["x", "w"], ["y"], ints: ["pads": [1, 1, 1, 1]])
+        let model = GraphBuilder.model([node], inputs: [GraphBuilder.value("x", [16, 64, 4, 4])], outputs: ["y"],
+                                       initializers: [Tensor(name: "w", floats: weights, dims: [64, 64, 3, 3])])
+        let program = try Program(model: model, batch: 16, trainable: false)
+        #expect(program.kernels.compactMap { $0 as? ConvKernel }.first?.winogradForward == true)
+        let x = GradientTests.rand(16 * 64 * 16, seed: 12)
+        let y1 = Array(x.withUnsafeBufferPointer { program.forward($0) })
+        #expect(Array(x.withUnsafeBufferPointer { program.forward($0) }) == y1)
+        program.load(weights: ["w": weights.map { $0 * 2 }])
+        let y2 = Array(x.withUnsafeBufferPointer { program.forward($0) })
+        let worst = zip(y1, y2).map { abs($1 - 2 * $0) / max(1, abs($1)) }.max() ?? 1
+        #expect(worst < 1e-5, "after load: \(worst)")
+    }
 }
