@@ -1,20 +1,19 @@
-/* Winograd F(2×2, 3×3) transforms (Lavin & Gray, "Fast Algorithms for Convolutional Neural
- * Networks", 2016) and their adjoints, for 3×3 stride-1 convolutions whose output is as large as
- * the input.
+/* Winograd minimal filtering F(2×2, 3×3) and F(4×4, 3×3) (Lavin & Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", 2016) and the adjoints of its transforms, for 3×3 stride-1
+ * convolutions whose output is as large as the input. Per R×R output tile (R = 2 or 4) and its
+ * N×N input patch d (N = R + 2):
  *
- *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A      per 2×2 output tile, d its 4×4 input patch
+ *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
  *
- *   Bᵀ = | 1  0 -1  0 |    G = | 1    0    0  |    Aᵀ = | 1  1  1  0 |
- *        | 0  1  1  0 |        | 1/2  1/2  1/2 |         | 0  1 -1 -1 |
- *        | 0 -1  1  0 |        | 1/2 -1/2  1/2 |
- *        | 0  1  0 -1 |        | 0    0    1  |
- *
- * Element ξ = 4a + b of a transformed tile is row a, column b. Channels are innermost in every
- * transformed array, padded to a multiple of 16 with zeros, so each transform is written once on
- * vectors of 16 channels (GCC/Clang vector extensions: one AVX-512 register, or four SSE ones in a
- * build for any x86-64). A sample's planes go through a channels-last scratch with a zero border.
- * The backward functions are the exact adjoints of the forward ones, so the gradients are those
- * of the convolution itself. */
+ * with the matrices below (interpolation points 0, ±1 for F(2, 3); 0, ±1, ±2 for F(4, 3)).
+ * Element ξ = N·a + b of a transformed tile is row a, column b. Each transform is written once,
+ * generically over the tile size, on vectors of 16 channels: channels are innermost in every
+ * transformed array, padded to a multiple of 16 with zeros (GCC/Clang vector extensions: one
+ * AVX-512 register, or four SSE ones in a build for any x86-64). The matrices are constants in
+ * fully unrolled loops, so the compiler keeps only their non-zero terms. A sample's planes go
+ * through a channels-last scratch with a zero border, copied in and out by scalar moves (the
+ * vectorizer's gathers and scatters there ran slower). The backward functions are the exact
+ * adjoints of the forward ones, so the gradients are those of the convolution itself. */
 #include "topiary_kernels.h"
 
 #include <string.h>
@@ -24,25 +23,70 @@ typedef float v16 __attribute__((vector_size(64), aligned(4)));
 static inline v16 load(const float *p) { return *(const v16 *)p; }
 static inline void store(float *p, v16 v) { *(v16 *)p = v; }
 
-static inline long tiles_of(long n) { return (n + 1) / 2; }
+static const float BT2[6][6] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+static const float G2[6][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+static const float AT2[4][6] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+
+static const float BT4[6][6] = {
+    {4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+static const float G4[6][3] = {
+    {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1}};
+static const float AT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* out[i] = Σ_j m[i][j] · in[j] (transpose: Σ_j m[j][i] · in[j]) for constant m. Sums start at
+ * −0, which the compiler may drop (−0 + x = x), and skip zero coefficients. */
+INLINE void mul(const int rows, const int cols, const float (*m)[6], int transpose, const v16 *in, v16 *out) {
+    for (int i = 0; i < rows; i++) {
+        v16 acc = -(v16){0};
+        for (int j = 0; j < cols; j++) {
+            float k = transpose ? m[j][i] : m[i][j];
+            if (k == 1.0f) acc += in[j];
+            else if (k == -1.0f) acc -= in[j];
+            else if (k != 0.0f) acc += k * in[j];
+        }
+        out[i] = acc;
+    }
+}
+
+/* The same for G (N × 3), whose rows are three long. */
+INLINE void mulG(const int n, const float (*g)[3], int transpose, const v16 *in, v16 *out) {
+    int rows = transpose ? 3 : n, cols = transpose ? n : 3;
+    for (int i = 0; i < rows; i++) {
+        v16 acc = -(v16){0};
+        for (int j = 0; j < cols; j++) {
+            float k = transpose ? g[j][i] : g[i][j];
+            if (k == 1.0f) acc += in[j];
+            else if (k == -1.0f) acc -= in[j];
+            else if (k != 0.0f) acc += k * in[j];
+        }
+        out[i] = acc;
+    }
+}
+
+static inline long tiles_of(long n, long r) { return (n + r - 1) / r; }
 static inline long padded16(long n) { return (n + 15) / 16 * 16; }
 
 long topiary_wino_channels(long c) { return padded16(c); }
 
-/* The 16 matrices of a transformed array lie one cache line further apart than their size: at
- * power-of-two sizes the 16 stores of a tile would otherwise all fall in one cache set. */
+/* The matrices of a transformed array lie one cache line further apart than their size: at
+ * power-of-two sizes the stores of a tile would otherwise all fall in one cache set. */
 long topiary_wino_stride(long rows, long cols) { return rows * padded16(cols) + 16; }
 
-long topiary_wino_scratch(long h, long w, long c, long m) {
-    long th = tiles_of(h), tw = tiles_of(w);
-    long in = (2 * th + 2) * (2 * tw + 2) * padded16(c), out = 4 * th * tw * padded16(m);
+long topiary_wino_scratch(long tile, long h, long w, long c, long m) {
+    long th = tiles_of(h, tile), tw = tiles_of(w, tile);
+    long in = (th * tile + 2) * (tw * tile + 2) * padded16(c), out = th * tile * tw * tile * padded16(m);
     return (in > out ? in : out) + 16;
 }
 
 /* Weights [m][c][3][3] → U[ξ][o][i] (rows of mp = padded m, columns of cp = padded c), output
  * channels o0 ..< o1. Sixteen input channels at a time: their 16 × 9 weights (contiguous) are
  * laid out tap by tap in a small block, transformed as vectors and stored along the row. */
-void topiary_wino_weights(const float *w, long m, long c, long o0, long o1, float *u) {
+INLINE void weights(const int R, const float *w, long m, long c, long o0, long o1, float *u) {
+    const int N = R + 2;
+    const float (*G)[3] = R == 2 ? G2 : G4;
     long cp = padded16(c), xs = topiary_wino_stride(padded16(m), c);
     for (long o = o0; o < o1; o++) {
         const float *src = w + o * c * 9;
@@ -51,48 +95,45 @@ void topiary_wino_weights(const float *w, long m, long c, long o0, long o1, floa
             long count = c - ib < 16 ? c - ib : 16;
             float g[9][16] __attribute__((aligned(64)));
             if (count < 16) memset(g, 0, sizeof g);  /* U's padding columns stay zero */
-            /* Scalar on purpose: the vectorizer's gathers here ran slower than plain moves. */
 #pragma clang loop vectorize(disable)
             for (long l = 0; l < count; l++) for (int k = 0; k < 9; k++) g[k][l] = src[(ib + l) * 9 + k];
-            v16 hh[4][3];
+            v16 hh[6][3];  /* G g: N rows of three */
             for (int s = 0; s < 3; s++) {
-                v16 g0 = load(g[s]), g1 = load(g[3 + s]), g2 = load(g[6 + s]);
-                hh[0][s] = g0;
-                hh[1][s] = 0.5f * (g0 + g1 + g2);
-                hh[2][s] = 0.5f * (g0 - g1 + g2);
-                hh[3][s] = g2;
+                v16 col[3] = {load(g[s]), load(g[3 + s]), load(g[6 + s])}, out[6];
+                mulG(N, G, 0, col, out);
+                for (int a = 0; a < N; a++) hh[a][s] = out[a];
             }
-            for (int a = 0; a < 4; a++) {
-                store(row + (4 * a + 0) * xs + ib, hh[a][0]);
-                store(row + (4 * a + 1) * xs + ib, 0.5f * (hh[a][0] + hh[a][1] + hh[a][2]));
-                store(row + (4 * a + 2) * xs + ib, 0.5f * (hh[a][0] - hh[a][1] + hh[a][2]));
-                store(row + (4 * a + 3) * xs + ib, hh[a][2]);
+            for (int a = 0; a < N; a++) {
+                v16 out[6];
+                mulG(N, G, 0, hh[a], out);
+                for (int b = 0; b < N; b++) store(row + (N * a + b) * xs + ib, out[b]);
             }
         }
     }
 }
 
 /* gw[o][i][3][3] += Gᵀ dU[ξ][o][i] G, output channels o0 ..< o1. */
-void topiary_wino_weights_grad(const float *du, long m, long c, long o0, long o1, float *gw) {
+INLINE void weights_grad(const int R, const float *du, long m, long c, long o0, long o1, float *gw) {
+    const int N = R + 2;
+    const float (*G)[3] = R == 2 ? G2 : G4;
     long cp = padded16(c), xs = topiary_wino_stride(padded16(m), c);
     for (long o = o0; o < o1; o++) {
         const float *row = du + o * cp;
         float *dst = gw + o * c * 9;
         for (long ib = 0; ib < c; ib += 16) {
             long count = c - ib < 16 ? c - ib : 16;
-            v16 e[4][3];
-            for (int a = 0; a < 4; a++) {
-                v16 d0 = load(row + (4 * a) * xs + ib), d1 = load(row + (4 * a + 1) * xs + ib);
-                v16 d2 = load(row + (4 * a + 2) * xs + ib), d3 = load(row + (4 * a + 3) * xs + ib);
-                e[a][0] = d0 + 0.5f * (d1 + d2);
-                e[a][1] = 0.5f * (d1 - d2);
-                e[a][2] = 0.5f * (d1 + d2) + d3;
+            v16 e[6][3];  /* dU G: N rows of three */
+            for (int a = 0; a < N; a++) {
+                v16 d[6];
+                for (int b = 0; b < N; b++) d[b] = load(row + (N * a + b) * xs + ib);
+                mulG(N, G, 1, d, e[a]);
             }
             float g[9][16] __attribute__((aligned(64)));
             for (int s = 0; s < 3; s++) {
-                store(g[s], e[0][s] + 0.5f * (e[1][s] + e[2][s]));
-                store(g[3 + s], 0.5f * (e[1][s] - e[2][s]));
-                store(g[6 + s], 0.5f * (e[1][s] + e[2][s]) + e[3][s]);
+                v16 col[6], out[3];
+                for (int a = 0; a < N; a++) col[a] = e[a][s];
+                mulG(N, G, 1, col, out);
+                for (int r = 0; r < 3; r++) store(g[3 * r + s], out[r]);
             }
 #pragma clang loop vectorize(disable)
             for (long l = 0; l < count; l++) for (int k = 0; k < 9; k++) dst[(ib + l) * 9 + k] += g[k][l];
@@ -100,68 +141,68 @@ void topiary_wino_weights_grad(const float *du, long m, long c, long o0, long o1
     }
 }
 
-/* Bᵀ applied along one axis of four vectors. */
-#define BT(d0, d1, d2, d3, o0, o1, o2, o3) do { o0 = (d0) - (d2); o1 = (d1) + (d2); o2 = (d2) - (d1); o3 = (d1) - (d3); } while (0)
-
-void topiary_wino_input(const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch) {
-    long th = tiles_of(h), tw = tiles_of(w), stride = 2 * tw + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
+INLINE void input(const int R, const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch) {
+    const int N = R + 2;
+    const float (*BT)[6] = R == 2 ? BT2 : BT4;
+    long th = tiles_of(h, R), tw = tiles_of(w, R), stride = tw * R + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
     float *pp = scratch;
-    memset(pp, 0, (size_t)((2 * th + 2) * stride * cp) * sizeof(float));
+    memset(pp, 0, (size_t)((th * R + 2) * stride * cp) * sizeof(float));
     for (long ch = 0; ch < c; ch++) {
         const float *plane = x + ch * h * w;
         for (long r = 0; r < h; r++) {
             float *line = pp + ((r + ph) * stride + pw) * cp + ch;
+#pragma clang loop vectorize(disable)
             for (long q = 0; q < w; q++) line[q * cp] = plane[r * w + q];
         }
     }
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
-            const float *base = pp + (2 * ty * stride + 2 * tx) * cp;
+            const float *base = pp + (ty * R * stride + tx * R) * cp;
             float *out = v + (t0 + ty * tw + tx) * cp;
             for (long ch = 0; ch < cp; ch += 16) {
-                v16 t[4][4];
-                for (int j = 0; j < 4; j++) {
-                    const float *col = base + j * cp + ch;
-                    BT(load(col), load(col + stride * cp), load(col + 2 * stride * cp), load(col + 3 * stride * cp), t[0][j], t[1][j], t[2][j], t[3][j]);
+                v16 t[6][6];  /* Bᵀ d, by columns */
+                for (int j = 0; j < N; j++) {
+                    v16 col[6], o[6];
+                    for (int i = 0; i < N; i++) col[i] = load(base + (i * stride + j) * cp + ch);
+                    mul(N, N, BT, 0, col, o);
+                    for (int a = 0; a < N; a++) t[a][j] = o[a];
                 }
-                for (int a = 0; a < 4; a++) {
-                    v16 v0, v1, v2, v3;
-                    BT(t[a][0], t[a][1], t[a][2], t[a][3], v0, v1, v2, v3);
-                    store(out + (4 * a + 0) * xs + ch, v0);
-                    store(out + (4 * a + 1) * xs + ch, v1);
-                    store(out + (4 * a + 2) * xs + ch, v2);
-                    store(out + (4 * a + 3) * xs + ch, v3);
+                for (int a = 0; a < N; a++) {
+                    v16 o[6];
+                    mul(N, N, BT, 0, t[a], o);
+                    for (int b = 0; b < N; b++) store(out + (N * a + b) * xs + ch, o[b]);
                 }
             }
         }
     }
 }
 
-void topiary_wino_input_grad(const float *dv, long c, long h, long w, long ph, long pw, long ldt, long t0, float *gx, float *scratch) {
-    long th = tiles_of(h), tw = tiles_of(w), stride = 2 * tw + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
+INLINE void input_grad(const int R, const float *dv, long c, long h, long w, long ph, long pw, long ldt, long t0, float *gx, float *scratch) {
+    const int N = R + 2;
+    const float (*BT)[6] = R == 2 ? BT2 : BT4;
+    long th = tiles_of(h, R), tw = tiles_of(w, R), stride = tw * R + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
     float *pp = scratch;
-    memset(pp, 0, (size_t)((2 * th + 2) * stride * cp) * sizeof(float));
+    memset(pp, 0, (size_t)((th * R + 2) * stride * cp) * sizeof(float));
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
-            float *base = pp + (2 * ty * stride + 2 * tx) * cp;
+            float *base = pp + (ty * R * stride + tx * R) * cp;
             const float *in = dv + (t0 + ty * tw + tx) * cp;
             for (long ch = 0; ch < cp; ch += 16) {
-                /* B dV Bᵀ: along columns, then rows, added onto the patch (tiles overlap). */
-                v16 e[4][4];
-                for (int a = 0; a < 4; a++) {
-                    v16 d0 = load(in + (4 * a) * xs + ch), d1 = load(in + (4 * a + 1) * xs + ch);
-                    v16 d2 = load(in + (4 * a + 2) * xs + ch), d3 = load(in + (4 * a + 3) * xs + ch);
-                    e[a][0] = d0;
-                    e[a][1] = d1 - d2 + d3;
-                    e[a][2] = d2 + d1 - d0;
-                    e[a][3] = -d3;
+                /* B dV Bᵀ: along rows, then columns, added onto the patch (tiles overlap). */
+                v16 e[6][6];
+                for (int a = 0; a < N; a++) {
+                    v16 d[6];
+                    for (int b = 0; b < N; b++) d[b] = load(in + (N * a + b) * xs + ch);
+                    mul(N, N, BT, 1, d, e[a]);
                 }
-                for (int s = 0; s < 4; s++) {
-                    float *col = base + s * cp + ch;
-                    store(col, load(col) + e[0][s]);
-                    store(col + stride * cp, load(col + stride * cp) + e[1][s] - e[2][s] + e[3][s]);
-                    store(col + 2 * stride * cp, load(col + 2 * stride * cp) + e[2][s] + e[1][s] - e[0][s]);
-                    store(col + 3 * stride * cp, load(col + 3 * stride * cp) - e[3][s]);
+                for (int s = 0; s < N; s++) {
+                    v16 col[6], o[6];
+                    for (int a = 0; a < N; a++) col[a] = e[a][s];
+                    mul(N, N, BT, 1, col, o);
+                    for (int r = 0; r < N; r++) {
+                        float *p = base + (r * stride + s) * cp + ch;
+                        store(p, load(p) + o[r]);
+                    }
                 }
             }
         }
@@ -170,29 +211,34 @@ void topiary_wino_input_grad(const float *dv, long c, long h, long w, long ph, l
         float *plane = gx + ch * h * w;
         for (long r = 0; r < h; r++) {
             const float *line = pp + ((r + ph) * stride + pw) * cp + ch;
+#pragma clang loop vectorize(disable)
             for (long q = 0; q < w; q++) plane[r * w + q] += line[q * cp];
         }
     }
 }
 
-void topiary_wino_output(const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch) {
-    long th = tiles_of(h), tw = tiles_of(w), wide = 2 * tw, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
-    float *qq = scratch;  /* [2th][2tw][mp] */
+INLINE void output(const int R, const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch) {
+    const int N = R + 2;
+    const float (*AT)[6] = R == 2 ? AT2 : AT4;
+    long th = tiles_of(h, R), tw = tiles_of(w, R), wide = tw * R, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
+    float *qq = scratch;  /* [th·R][tw·R][mp] */
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
             const float *in = mo + (t0 + ty * tw + tx) * mp;
-            float *top = qq + (2 * ty * wide + 2 * tx) * mp, *bottom = top + wide * mp;
+            float *base = qq + (ty * R * wide + tx * R) * mp;
             for (long o = 0; o < mp; o += 16) {
-                v16 s[2][4];
-                for (int b = 0; b < 4; b++) {
-                    v16 m0 = load(in + b * xs + o), m1 = load(in + (4 + b) * xs + o), m2 = load(in + (8 + b) * xs + o), m3 = load(in + (12 + b) * xs + o);
-                    s[0][b] = m0 + m1 + m2;
-                    s[1][b] = m1 - m2 - m3;
+                v16 s[4][6];  /* Aᵀ M, by columns */
+                for (int b = 0; b < N; b++) {
+                    v16 col[6], out[6];
+                    for (int a = 0; a < N; a++) col[a] = load(in + (N * a + b) * xs + o);
+                    mul(R, N, AT, 0, col, out);
+                    for (int p = 0; p < R; p++) s[p][b] = out[p];
                 }
-                store(top + o, s[0][0] + s[0][1] + s[0][2]);
-                store(top + mp + o, s[0][1] - s[0][2] - s[0][3]);
-                store(bottom + o, s[1][0] + s[1][1] + s[1][2]);
-                store(bottom + mp + o, s[1][1] - s[1][2] - s[1][3]);
+                for (int p = 0; p < R; p++) {
+                    v16 out[6];
+                    mul(R, N, AT, 0, s[p], out);
+                    for (int q = 0; q < R; q++) store(base + (p * wide + q) * mp + o, out[q]);
+                }
             }
         }
     }
@@ -200,37 +246,65 @@ void topiary_wino_output(const float *mo, long m, long h, long w, long ldt, long
         float b = bias ? bias[o] : 0.0f, *plane = y + o * h * w;
         for (long r = 0; r < h; r++) {
             const float *line = qq + r * wide * mp + o;
+#pragma clang loop vectorize(disable)
             for (long q = 0; q < w; q++) plane[r * w + q] = line[q * mp] + b;
         }
     }
 }
 
-void topiary_wino_output_grad(const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch) {
-    long th = tiles_of(h), tw = tiles_of(w), wide = 2 * tw, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
-    float *qq = scratch;  /* [2th][2tw][mp], zero past the image and in the padding channels */
-    memset(qq, 0, (size_t)(4 * th * tw * mp) * sizeof(float));
+INLINE void output_grad(const int R, const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch) {
+    const int N = R + 2;
+    const float (*AT)[6] = R == 2 ? AT2 : AT4;
+    long th = tiles_of(h, R), tw = tiles_of(w, R), wide = tw * R, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
+    float *qq = scratch;  /* [th·R][tw·R][mp], zero past the image and in the padding channels */
+    memset(qq, 0, (size_t)(th * R * wide * mp) * sizeof(float));
     for (long o = 0; o < m; o++) {
         const float *plane = gy + o * h * w;
         for (long r = 0; r < h; r++) {
             float *line = qq + r * wide * mp + o;
+#pragma clang loop vectorize(disable)
             for (long q = 0; q < w; q++) line[q * mp] = plane[r * w + q];
         }
     }
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
-            const float *top = qq + (2 * ty * wide + 2 * tx) * mp, *bottom = top + wide * mp;
+            const float *base = qq + (ty * R * wide + tx * R) * mp;
             float *out = dmo + (t0 + ty * tw + tx) * mp;
             for (long o = 0; o < mp; o += 16) {
-                v16 g00 = load(top + o), g01 = load(top + mp + o), g10 = load(bottom + o), g11 = load(bottom + mp + o);
-                /* The adjoint of Aᵀ · A: along columns, then rows. */
-                v16 s[2][4] = {{g00, g00 + g01, g00 - g01, -g01}, {g10, g10 + g11, g10 - g11, -g11}};
-                for (int b = 0; b < 4; b++) {
-                    store(out + b * xs + o, s[0][b]);
-                    store(out + (4 + b) * xs + o, s[0][b] + s[1][b]);
-                    store(out + (8 + b) * xs + o, s[0][b] - s[1][b]);
-                    store(out + (12 + b) * xs + o, -s[1][b]);
+                /* The adjoint of Aᵀ · A: A dY Aᵀ, along rows, then columns. */
+                v16 s[4][6];
+                for (int p = 0; p < R; p++) {
+                    v16 row[6];
+                    for (int q = 0; q < R; q++) row[q] = load(base + (p * wide + q) * mp + o);
+                    mul(N, R, AT, 1, row, s[p]);
+                }
+                for (int b = 0; b < N; b++) {
+                    v16 col[6], d[6];
+                    for (int p = 0; p < R; p++) col[p] = s[p][b];
+                    mul(N, R, AT, 1, col, d);
+                    for (int a = 0; a < N; a++) store(out + (N * a + b) * xs + o, d[a]);
                 }
             }
         }
     }
+}
+
+/* Public entry points: the tile size chosen at run time, each body compiled for both. */
+void topiary_wino_weights(long tile, const float *w, long m, long c, long o0, long o1, float *u) {
+    if (tile == 4) weights(4, w, m, c, o0, o1, u); else weights(2, w, m, c, o0, o1, u);
+}
+void topiary_wino_weights_grad(long tile, const float *du, long m, long c, long o0, long o1, float *gw) {
+    if (tile == 4) weights_grad(4, du, m, c, o0, o1, gw); else weights_grad(2, du, m, c, o0, o1, gw);
+}
+void topiary_wino_input(long tile, const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch) {
+    if (tile == 4) input(4, x, c, h, w, ph, pw, v, ldt, t0, scratch); else input(2, x, c, h, w, ph, pw, v, ldt, t0, scratch);
+}
+void topiary_wino_input_grad(long tile, const float *dv, long c, long h, long w, long ph, long pw, long ldt, long t0, float *gx, float *scratch) {
+    if (tile == 4) input_grad(4, dv, c, h, w, ph, pw, ldt, t0, gx, scratch); else input_grad(2, dv, c, h, w, ph, pw, ldt, t0, gx, scratch);
+}
+void topiary_wino_output(long tile, const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch) {
+    if (tile == 4) output(4, mo, m, h, w, ldt, t0, bias, y, scratch); else output(2, mo, m, h, w, ldt, t0, bias, y, scratch);
+}
+void topiary_wino_output_grad(long tile, const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch) {
+    if (tile == 4) output_grad(4, gy, m, h, w, ldt, t0, dmo, scratch); else output_grad(2, gy, m, h, w, ldt, t0, dmo, scratch);
 }

@@ -31,8 +31,11 @@ import TopiaryTestSupport
         Geometry(name: "pointwise", input: [2, 3, 4, 4], weight: [5, 3, 1, 1]),
         Geometry(name: "stride 2, dilation 2", input: [2, 2, 7, 8], weight: [3, 2, 3, 3], pads: [2, 1, 1, 2], strides: [2, 2], dilations: [2, 1]),
         Geometry(name: "grouped same", input: [2, 4, 5, 5], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], group: 2),
-        Geometry(name: "3×3 same, odd image, top-left pads only, bias (Winograd, cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0], bias: true),
+        Geometry(name: "3×3 same, odd image, top-left pads only, bias (F(4×4), cropped blocks)", input: [3, 5, 7, 9], weight: [6, 5, 3, 3], pads: [0, 2, 2, 0], bias: true),
         Geometry(name: "3×3 same, 64 channels, 64 blocks (Winograd forward too)", input: [16, 64, 4, 4], weight: [64, 64, 3, 3], pads: [1, 1, 1, 1]),
+        Geometry(name: "3×3 same, 9×10, one-sided pads, bias (F(4×4), cropped blocks)", input: [3, 5, 9, 10], weight: [6, 5, 3, 3], pads: [1, 0, 1, 2], bias: true),
+        Geometry(name: "3×3 same, 64 channels on 8×8 (F(4×4) forward too)", input: [4, 64, 8, 8], weight: [64, 64, 3, 3], pads: [1, 1, 1, 1]),
+        Geometry(name: "3×3 same, 3×3 image, one-sided pads, bias (F(2×2), cropped blocks)", input: [9, 5, 3, 3], weight: [4, 5, 3, 3], pads: [0, 1, 2, 1], bias: true),
         Geometry(name: "3×3 same, 2×2 image (one Winograd block per sample)", input: [17, 6, 2, 2], weight: [5, 6, 3, 3], pads: [1, 1, 1, 1]),
         Geometry(name: "3×3 same, one sample on 2×2, bias (few columns)", input: [1, 21, 2, 2], weight: [5, 21, 3, 3], pads: [1, 1, 1, 1], bias: true),
         Geometry(name: "stride 2, grouped, one sample on 3×2 out (few columns)", input: [1, 4, 5, 4], weight: [6, 2, 3, 3], pads: [1, 1, 1, 1], strides: [2, 2], group: 2),
@@ -113,10 +116,14 @@ import TopiaryTestSupport
                 }
             }
         }
+        // F(4×4, 3×3) rounds more (its points ±2 scale terms by up to 8 and 1/24): on 64 channels
+        // of unit-normal data, up to 7e-5 per element against 1e-5 for the other paths; a wrong
+        // coefficient or term shows as errors of order 1.
+        let tolerance = kernel.usesWinograd && Winograd.tile(h: h, w: w) == 4 ? 2.5e-4 : 1e-4
         func close(_ a: [Float], _ b: [Double], _ what: String) {
             #expect(a.count == b.count)
             let worst = zip(a, b).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
-            #expect(worst < 1e-4, "\(g.name): \(what) differs by \(worst)")
+            #expect(worst < tolerance, "\(g.name): \(what) differs by \(worst)")
         }
         close(y, ry, "output")
         close(dx, rdx, "input gradient")

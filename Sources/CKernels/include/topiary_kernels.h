@@ -16,25 +16,25 @@ int topiary_conv_direct_available(void);
 void topiary_conv_direct(const float *x, long c, long p, const long *shifts, const uint16_t *masks, long taps,
                          const float *w, const float *bias, float *out, long m);
 
-/* Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions whose output is as large as the input
- * (pads ph top, pw left). A sample's tiles are its 2×2 output blocks, row-major, ⌈h/2⌉·⌈w/2⌉ of
- * them; t0 is the sample's first tile among the ldt of the batch. Channels are padded to
- * topiary_wino_channels(n) (cp for inputs, mp for outputs) and innermost:
+/* Winograd F(R×R, 3×3), R = tile = 2 or 4, for 3×3 stride-1 convolutions whose output is as
+ * large as the input (pads ph top, pw left). A sample's tiles are its R×R output blocks,
+ * row-major, ⌈h/R⌉·⌈w/R⌉ of them; t0 is the sample's first tile among the ldt of the batch.
+ * Channels are padded to topiary_wino_channels(n) (cp for inputs, mp for outputs) and innermost:
  *   U[ξ][mp][cp] (transformed weights), V[ξ][ldt][cp] (input tiles), M[ξ][ldt][mp] (products),
- * ξ = 0..15, matrix ξ starting at ξ · topiary_wino_stride(rows, channels), so that
+ * ξ = 0 ..< (R+2)², matrix ξ starting at ξ · topiary_wino_stride(rows, channels), so that
  * M_ξ = V_ξ · U_ξᵀ. U's padding rows must be zero (they are never written). Arrays on 64-byte
- * boundaries. The weight functions take output channels o0 ..< o1.
- * Backward functions are the exact adjoints of the forward ones and add into gx and gw.
- * Scratch: topiary_wino_scratch(h, w, c, m) floats per concurrent call, on a 64-byte boundary. */
+ * boundaries. The weight functions take output channels o0 ..< o1. Backward functions are the
+ * exact adjoints of the forward ones and add into gx and gw. Scratch:
+ * topiary_wino_scratch(tile, h, w, c, m) floats per concurrent call, on a 64-byte boundary. */
 long topiary_wino_channels(long n);
 long topiary_wino_stride(long rows, long cols);
-long topiary_wino_scratch(long h, long w, long c, long m);
-void topiary_wino_weights(const float *w, long m, long c, long o0, long o1, float *u);
-void topiary_wino_weights_grad(const float *du, long m, long c, long o0, long o1, float *gw);
-void topiary_wino_input(const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch);
-void topiary_wino_input_grad(const float *dv, long c, long h, long w, long ph, long pw, long ldt, long t0, float *gx, float *scratch);
-void topiary_wino_output(const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch);
-void topiary_wino_output_grad(const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch);
+long topiary_wino_scratch(long tile, long h, long w, long c, long m);
+void topiary_wino_weights(long tile, const float *w, long m, long c, long o0, long o1, float *u);
+void topiary_wino_weights_grad(long tile, const float *du, long m, long c, long o0, long o1, float *gw);
+void topiary_wino_input(long tile, const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch);
+void topiary_wino_input_grad(long tile, const float *dv, long c, long h, long w, long ph, long pw, long ldt, long t0, float *gx, float *scratch);
+void topiary_wino_output(long tile, const float *mo, long m, long h, long w, long ldt, long t0, const float *bias, float *y, float *scratch);
+void topiary_wino_output_grad(long tile, const float *gy, long m, long h, long w, long ldt, long t0, float *dmo, float *scratch);
 
 /* out[o][q] = bias[o] + Σ_k w[o][k] · bt[q][k] for o < m, q < n ≤ TOPIARY_SKINNY_MAX (out rows
  * ldo apart; bias may be NULL): a product of few columns, reading each weight once. */
