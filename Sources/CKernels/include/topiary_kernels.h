@@ -41,4 +41,9 @@ void topiary_wino_output_grad(long tile, const float *gy, long m, long h, long w
 #define TOPIARY_SKINNY_MAX 8
 void topiary_skinny(const float *w, long m, long k, const float *bt, long n, const float *bias, float *out, long ldo);
 
+/* Max pooling of one h × w plane into ho × wo: out = the window's maximum (−FLT_MAX for a window
+ * wholly in the padding), argmax = its first position in row-major order (−1 if none). */
+void topiary_maxpool_plane(const float *src, long h, long w, long ho, long wo, long kh, long kw, long sh, long sw, long ph, long pw,
+                           long dh, long dw, float *out, int32_t *argmax);
+
 #endif

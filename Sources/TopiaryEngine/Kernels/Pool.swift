@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// MaxPool and AveragePool over NCHW with kernel, strides, pads, ceil_mode, dilations (max only).
@@ -41,28 +42,15 @@ final class PoolKernel: Kernel {
 
     private func forward(plane: Int, _ px: UnsafeMutablePointer<Float>, _ py: UnsafeMutablePointer<Float>) {
         let src = px + plane * h * w
+        if isMax {
+            topiary_maxpool_plane(src, h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, py + plane * ho * wo, argmax + plane * ho * wo)
+            return
+        }
         for oy in 0..<ho {
             for ox in 0..<wo {
-                let o = (plane * ho + oy) * wo + ox
-                if isMax {
-                    var best = -Float.greatestFiniteMagnitude, at = -1
-                    for i in 0..<kh {
-                        let iy = oy * sh - ph + i * dh
-                        if iy < 0 || iy >= h { continue }
-                        for j in 0..<kw {
-                            let ix = ox * sw - pw + j * dw
-                            if ix < 0 || ix >= w { continue }
-                            let v = src[iy * w + ix]
-                            if v > best { best = v; at = iy * w + ix }
-                        }
-                    }
-                    py[o] = best
-                    argmax[o] = Int32(at)
-                } else {
-                    var sum: Float = 0
-                    let cnt = averageWindow(oy, ox) { sum += src[$0] }
-                    py[o] = cnt > 0 ? sum / Float(cnt) : 0
-                }
+                var sum: Float = 0
+                let cnt = averageWindow(oy, ox) { sum += src[$0] }
+                py[(plane * ho + oy) * wo + ox] = cnt > 0 ? sum / Float(cnt) : 0
             }
         }
     }
