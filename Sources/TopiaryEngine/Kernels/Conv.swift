@@ -417,7 +417,10 @@ final class ConvKernel: Kernel {
                     gemm(m: mg, n: self.p, k: self.k, a: pw_ + g * mg * self.k, lda: self.k, b: col, ldb: self.p, beta: bias == nil ? 0 : 1, c: out, ldc: self.p)
                 }
             }
-            if parallelSamples { Parallel.blocks(count: n) { one($0) } } else { for sI in 0..<n { one(sI) } }
+            // Samples write their own columns and outputs: split over the cores, each product
+            // whole on one (a product per sample split in two left im2col on one core; ResNet-18's
+            // 7×7 stem at batch 64: 17.3 → 13.9 ms in inference, 12.4 → 10.5 ms training forward).
+            if n > 1 { Parallel.blocks(count: n) { one($0) } } else { one(0) }
             return
         }
         guard let tmp else { return }
