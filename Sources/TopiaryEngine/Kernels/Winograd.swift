@@ -27,13 +27,13 @@ final class Winograd {
         n * ((h + 1) / 2) * ((w + 1) / 2) >= 16
     }
 
-    /// Whether the forward pass gains over the direct kernel (where that can run): with 64
-    /// channels and 64 output blocks or more. Below, the products are too thin (ResNet-style
-    /// fixture on 8×8 maps: forward 2.8 ms against 1.3 ms direct; ResNet-18 at batch 1 on 8×8:
-    /// 1.3 against 0.6 ms), while the backward pass gains from the transforms at every size
-    /// measured.
+    /// Whether the forward pass gains over the direct kernel (where that can run): with 16
+    /// channels and 64 output blocks of 2×2 or more. Below, the products are too thin (ResNet-18
+    /// at batch 1 on 8×8: 1.3 ms against 0.6 direct); above, F(4×4) wins even on the 8×8 model's
+    /// 16 and 32 channels (batch-64 inference, 8×8 / 4×4 maps: 1.27 / 1.08 ms direct against
+    /// 0.78 / 0.39), and the backward pass gains from the transforms at every size measured.
     static func forwardPays(n: Int, h: Int, w: Int, c: Int, m: Int) -> Bool {
-        c >= 64 && m >= 64 && n * ((h + 1) / 2) * ((w + 1) / 2) >= 64
+        c >= 16 && m >= 16 && n * ((h + 1) / 2) * ((w + 1) / 2) >= 64
     }
 
     /// F(4×4, 3×3) on maps of 4×4 and more: 2.25 multiply-adds per output and channel pair
