@@ -25,6 +25,7 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .customLong("round-to"), help: "Keep-counts are multiples of N.") var roundTo = 1
     @Option(name: .customLong("min-channels"), help: "No group keeps fewer channels than this.") var minChannels = 1
     @Option(name: .customLong("max-group-ratio"), help: "Largest fraction of any group's channels removed (0 < R ≤ 1).") var maxGroupRatio = 1.0
+    @Option(help: "With a global ranking: divide each group's scores by their max or their mean.") var normalise = "max"
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
     @Option(help: "How a channel's normalised scores over tied tensors combine: sum, mean or max.") var combine = "sum"
     @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
@@ -42,6 +43,7 @@ struct PruneCommand: ParsableCommand {
         guard AllocationStrategy(rawValue: allocation) != nil else { throw ValidationError("--allocation must be uniform, global, global_cost, hsic or search") }
         guard ScoreCombination(rawValue: combine) != nil else { throw ValidationError("--combine must be sum, mean or max") }
         guard maxGroupRatio > 0 && maxGroupRatio <= 1 else { throw ValidationError("--max-group-ratio must be in (0, 1]") }
+        guard ScoreNormalisation(rawValue: normalise) != nil else { throw ValidationError("--normalise must be max or mean") }
     }
 
     func run() throws {
@@ -56,6 +58,7 @@ struct PruneCommand: ParsableCommand {
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
             options.allocation.maxGroupRatio = maxGroupRatio
+            options.allocation.normalisation = ScoreNormalisation(rawValue: normalise)!
             if allocation == "search", let data {
                 options.allocation.search = SearchOptions(population: population, generations: generations, seed: seed)
                 options.fitness = SearchFitness.make(train: try Dataset.load(data), validation: nil, seed: seed)

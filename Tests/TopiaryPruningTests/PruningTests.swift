@@ -181,6 +181,34 @@ import TopiaryTestSupport
         #expect(plainB.after < plainB.before)
     }
 
+    /// Scores by position in the group: conv a's channels 10, 3, 3, …; conv b's 1, 2, 2, ….
+    struct Skewed: Importance {
+        var name: String { "skewed" }
+        func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+            var s = Array(repeating: 0.0, count: analysis.classes.count)
+            for g in analysis.groups {
+                for (i, c) in g.classes.enumerated() { s[c] = g.producers == ["a (Conv)"] ? (i == 0 ? 10 : 3) : (i == 0 ? 1 : 2) }
+            }
+            return s
+        }
+    }
+
+    /// A global ranking divides each group's scores by their max (a's 3s become 0.3, below b's
+    /// 1 → 0.5: a loses the channel) or by their mean (a's 3s become 0.77, b's 1 becomes 0.53:
+    /// b loses it).
+    @Test func globalNormalisationByMaxOrMean() throws {
+        var options = PruningOptions(criterion: Skewed(), allocation: AllocationOptions(target: .ratio(1.0 / 16), strategy: .global))
+        func widths() throws -> (a: Int, b: Int) {
+            let result = try Pruner.prune(twoGroupModel(), options: options)
+            let a = try #require(result.widths.first { $0.producers == ["a (Conv)"] })
+            let b = try #require(result.widths.first { $0.producers == ["b (Conv)"] })
+            return (a.after, b.after)
+        }
+        #expect(try widths() == (7, 8))
+        options.allocation.normalisation = .mean
+        #expect(try widths() == (8, 7))
+    }
+
     /// max_group_ratio bounds what any group loses, whatever the ranking wants.
     @Test func maxGroupRatioBoundsEveryGroup() throws {
         var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .ratio(0.6), strategy: .global))

@@ -131,6 +131,7 @@ BAD = [
     ("yaml syntax", f"model: {MODEL}\nstages:\n  - report: {{name: [a\n", 4, 1, "YAML syntax"),
     ("undefined variable", "model: ${TOPIARY_NO_SUCH_VAR}/m.onnx\nstages: [{report: {}}]\n", 1, 8, "environment variable 'TOPIARY_NO_SUCH_VAR' is not set"),
     ("no stages", f"model: {MODEL}\nstages: []\n", 2, 9, "at least one stage"),
+    ("bad normalise", f"model: {MODEL}\nstages:\n  - prune: {{target: {{ratio: 0.5}}, normalise: median}}\n", 3, 46, "normalise must be max or mean"),
 ]
 
 

@@ -24,7 +24,7 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "ignore", "combine", "seed", "calibration_batches", "search"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "normalise", "ignore", "combine", "seed", "calibration_batches", "search"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
@@ -32,6 +32,7 @@ public struct PruneStage: PipelineStage {
     let roundTo: Int
     let minChannels: Int
     let maxGroupRatio: Double
+    let normalisation: ScoreNormalisation
     let ignore: [String]
     let combine: ScoreCombination
     let seed: UInt64?
@@ -94,6 +95,9 @@ public struct PruneStage: PipelineStage {
         guard minChannels >= 1 else { throw fields["min_channels"]!.error("min_channels must be ≥ 1") }
         maxGroupRatio = try fields.double("max_group_ratio") ?? 1
         guard maxGroupRatio > 0 && maxGroupRatio <= 1 else { throw fields["max_group_ratio"]!.error("max_group_ratio must be in (0, 1]") }
+        let nm = try fields.string("normalise") ?? "max"
+        guard let norm = ScoreNormalisation(rawValue: nm) else { throw fields["normalise"]!.error("normalise must be max or mean") }
+        normalisation = norm
         ignore = try fields["ignore"]?.strings() ?? []
         let c = try fields.string("combine") ?? "sum"
         guard let comb = ScoreCombination(rawValue: c) else { throw fields["combine"]!.error("combine must be sum, mean or max") }
@@ -103,7 +107,7 @@ public struct PruneStage: PipelineStage {
     }
 
     public var resolved: [String: Any] {
-        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "ignore": ignore, "combine": combine.rawValue]
+        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "normalise": normalisation.rawValue, "ignore": ignore, "combine": combine.rawValue]
         if allocation == .search { out["search"] = ["population": search.population, "generations": search.generations, "mutation_rate": search.mutationRate] }
         switch target {
         case .ratio(let r): out["target"] = ["ratio": r]
@@ -118,6 +122,7 @@ public struct PruneStage: PipelineStage {
     func options(seed runSeed: UInt64) -> PruningOptions {
         var a = AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels)
         a.maxGroupRatio = maxGroupRatio
+        a.normalisation = normalisation
         return PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
                               allocation: a, ignore: Set(ignore))
     }

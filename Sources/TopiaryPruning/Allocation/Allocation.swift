@@ -48,6 +48,8 @@ public struct AllocationOptions: Sendable {
     /// Normalise scores within each group before a global ranking (off for criteria whose scores
     /// share one scale, such as estimated loss increases).
     public var normaliseScores = true
+    /// By the group's largest score or by its mean (Torch-Pruning's default normaliser).
+    public var normalisation: ScoreNormalisation = .max
 
     public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
         self.target = target
@@ -55,6 +57,15 @@ public struct AllocationOptions: Sendable {
         self.roundTo = max(1, roundTo)
         self.minChannels = max(1, minChannels)
     }
+}
+
+/// What a group's scores are divided by before one global ranking across groups.
+public enum ScoreNormalisation: String, Sendable, CaseIterable {
+    /// The group's largest score: every group's best channel scores 1.
+    case max
+    /// The group's mean score: a group with one outstanding channel does not push the rest of its
+    /// channels down the ranking.
+    case mean
 }
 
 /// A target that cannot be reached, with how close it can get.
@@ -227,7 +238,8 @@ public struct Allocation {
             }
             var all: [(Double, Int, Int)] = []
             for (g, r) in ranked.enumerated() {
-                let top = r.map { scores[$0] }.max() ?? 0
+                let top = options.normalisation == .max ? (r.map { scores[$0] }.max() ?? 0)
+                    : r.reduce(0.0) { $0 + scores[$1] } / Double(max(r.count, 1))
                 for c in r {
                     let score = options.normaliseScores ? (top > 0 ? scores[c] / top : 0) : scores[c]
                     all.append((saving.map { score / $0[g] } ?? score, c, g))
