@@ -45,9 +45,10 @@ final class ConvKernel: Kernel {
     let shiftedDepthwise: ShiftedDepthwise?
     private var depthwiseScratch: UnsafeMutablePointer<Float>?
     private var subsampled: Bool { sh == 2 }
-    /// 3×3 shifted convolutions of the whole batch through Winograd F(2×2, 3×3) (`Winograd`):
-    /// 16 products with 2.25 times fewer multiply-adds than the columns' product, for both
-    /// gradients, and forward where that pays (`Winograd.forwardPays`); no im2col.
+    /// 3×3 shifted convolutions of the whole batch through Winograd's transforms (`Winograd`:
+    /// F(4×4, 3×3) or F(2×2, 3×3), 4 or 2.25 times fewer multiply-adds than the columns'
+    /// product), for both gradients, and forward where that pays (`Winograd.forwardPays`); no
+    /// im2col.
     private let winograd: Winograd?
     var usesWinograd: Bool { winograd != nil }
     /// Forward through the transforms too (else by the direct kernel, backward transforming).

@@ -11,7 +11,7 @@ public final class Store {
     var shapes: [[Int]] = []
     private var owned: [UnsafeMutablePointer<Float>] = []
 
-    deinit { for p in owned { p.deallocate() } }
+    deinit { for p in owned { UnsafeMutableRawPointer(p).deallocate() } }  // raw, as allocated (64-byte aligned)
 
     func count(_ id: Int) -> Int { shapes[id].reduce(1, *) }
 
