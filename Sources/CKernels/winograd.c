@@ -75,10 +75,15 @@ long topiary_wino_channels(long c) { return padded16(c); }
  * power-of-two sizes the stores of a tile would otherwise all fall in one cache set. */
 long topiary_wino_stride(long rows, long cols) { return rows * padded16(cols) + 16; }
 
-long topiary_wino_scratch(long tile, long h, long w, long c, long m) {
-    long th = tiles_of(h, tile), tw = tiles_of(w, tile);
-    long in = (th * tile + 2) * (tw * tile + 2) * padded16(c), out = th * tile * tw * tile * padded16(m);
-    return (in > out ? in : out) + 16;
+/* Each transform has a scratch of its own: the forward input copy and the output-gradient
+ * copy are only ever written where the image is, in the real channels, so their borders,
+ * cropped edges and padding channels stay zero from the (zeroed) allocation, and they are not
+ * cleared per call. */
+long topiary_wino_scratch_in(long tile, long h, long w, long c) {
+    return padded16((tiles_of(h, tile) * tile + 2) * (tiles_of(w, tile) * tile + 2) * padded16(c));
+}
+long topiary_wino_scratch_out(long tile, long h, long w, long m) {
+    return padded16(tiles_of(h, tile) * tile * tiles_of(w, tile) * tile * padded16(m));
 }
 
 /* Weights [m][c][3][3] → U[ξ][o][i] (rows of mp = padded m, columns of cp = padded c), output
@@ -145,8 +150,7 @@ INLINE void input(const int R, const float *x, long c, long h, long w, long ph, 
     const int N = R + 2;
     const float (*BT)[6] = R == 2 ? BT2 : BT4;
     long th = tiles_of(h, R), tw = tiles_of(w, R), stride = tw * R + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
-    float *pp = scratch;
-    memset(pp, 0, (size_t)((th * R + 2) * stride * cp) * sizeof(float));
+    float *pp = scratch;  /* border and padding channels zero since allocation */
     for (long ch = 0; ch < c; ch++) {
         const float *plane = x + ch * h * w;
         for (long r = 0; r < h; r++) {
@@ -181,7 +185,7 @@ INLINE void input_grad(const int R, const float *dv, long c, long h, long w, lon
     const int N = R + 2;
     const float (*BT)[6] = R == 2 ? BT2 : BT4;
     long th = tiles_of(h, R), tw = tiles_of(w, R), stride = tw * R + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
-    float *pp = scratch;
+    float *pp = scratch;  /* an accumulator, cleared per call */
     memset(pp, 0, (size_t)((th * R + 2) * stride * cp) * sizeof(float));
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
@@ -256,8 +260,8 @@ INLINE void output_grad(const int R, const float *gy, long m, long h, long w, lo
     const int N = R + 2;
     const float (*AT)[6] = R == 2 ? AT2 : AT4;
     long th = tiles_of(h, R), tw = tiles_of(w, R), wide = tw * R, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
-    float *qq = scratch;  /* [th·R][tw·R][mp], zero past the image and in the padding channels */
-    memset(qq, 0, (size_t)(th * R * wide * mp) * sizeof(float));
+    /* [th·R][tw·R][mp], zero past the image and in the padding channels since allocation. */
+    float *qq = scratch;
     for (long o = 0; o < m; o++) {
         const float *plane = gy + o * h * w;
         for (long r = 0; r < h; r++) {

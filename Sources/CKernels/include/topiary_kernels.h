@@ -24,11 +24,16 @@ void topiary_conv_direct(const float *x, long c, long p, const long *shifts, con
  * ξ = 0 ..< (R+2)², matrix ξ starting at ξ · topiary_wino_stride(rows, channels), so that
  * M_ξ = V_ξ · U_ξᵀ. U's padding rows must be zero (they are never written). Arrays on 64-byte
  * boundaries. The weight functions take output channels o0 ..< o1. Backward functions are the
- * exact adjoints of the forward ones and add into gx and gw. Scratch:
- * topiary_wino_scratch(tile, h, w, c, m) floats per concurrent call, on a 64-byte boundary. */
+ * exact adjoints of the forward ones and add into gx and gw. Scratch, on 64-byte boundaries,
+ * one per concurrent call and a separate one per function: topiary_wino_scratch_in(tile, h, w,
+ * c) floats for the input transform and its adjoint, topiary_wino_scratch_out(tile, h, w, m)
+ * for the output transform and its adjoint. Those of topiary_wino_input and
+ * topiary_wino_output_grad must be zero when first used and not written by anything else
+ * (they keep zero borders from call to call). */
 long topiary_wino_channels(long n);
 long topiary_wino_stride(long rows, long cols);
-long topiary_wino_scratch(long tile, long h, long w, long c, long m);
+long topiary_wino_scratch_in(long tile, long h, long w, long c);
+long topiary_wino_scratch_out(long tile, long h, long w, long m);
 void topiary_wino_weights(long tile, const float *w, long m, long c, long o0, long o1, float *u);
 void topiary_wino_weights_grad(long tile, const float *du, long m, long c, long o0, long o1, float *gw);
 void topiary_wino_input(long tile, const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch);

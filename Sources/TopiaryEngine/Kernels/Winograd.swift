@@ -18,8 +18,11 @@ final class Winograd {
     private let su: Int, sv: Int, sm: Int
     private let u: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, mo: UnsafeMutablePointer<Float>
     private let du: UnsafeMutablePointer<Float>?
-    /// One scratch per block of samples (`Parallel.workers` blocks).
+    /// Per block of samples (`Parallel.workers` blocks), one scratch for each transform: the
+    /// input copy and the output-gradient copy keep zero borders from call to call.
     private let scratch: UnsafeMutablePointer<Float>, scratchCount: Int, blocks: Int
+    private let inCount: Int, outCount: Int
+    private enum Region: Int { case input, inputGradient, output, outputGradient }
 
     /// Whether the products are large enough to gain from the transforms (16 output blocks
     /// over the batch at least).
@@ -56,7 +59,8 @@ final class Winograd {
         v = store.allocate(matrices * sv)
         mo = store.allocate(matrices * sm)
         du = weightGradient ? store.allocate(matrices * su) : nil
-        scratchCount = (topiary_wino_scratch(tile, h, w, c, m) + 15) / 16 * 16
+        (inCount, outCount) = (topiary_wino_scratch_in(tile, h, w, c), topiary_wino_scratch_out(tile, h, w, m))
+        scratchCount = 2 * inCount + 2 * outCount
         blocks = max(1, min(Parallel.workers, n))
         scratch = store.allocate(blocks * scratchCount)
     }
@@ -66,11 +70,12 @@ final class Winograd {
         Parallel.blocks(count: matrices, body)
     }
 
-    /// Samples in fixed blocks over the cores, each block with its own scratch.
-    private func samples(_ body: (_ sample: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
+    /// Samples in fixed blocks over the cores, each block with its own scratch for `region`.
+    private func samples(_ region: Region, _ body: (_ sample: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
         let (n, blocks, count) = (n, blocks, scratchCount)
+        let offset = [0, inCount, 2 * inCount, 2 * inCount + outCount][region.rawValue]
         Parallel.blocks(count: blocks) { b in
-            for sI in (n * b / blocks)..<(n * (b + 1) / blocks) { body(sI, scratch + b * count) }
+            for sI in (n * b / blocks)..<(n * (b + 1) / blocks) { body(sI, scratch + b * count + offset) }
         }
     }
 
@@ -92,7 +97,7 @@ final class Winograd {
             outputChannels { lo, hi in topiary_wino_weights(tile, weights, m, c, lo, hi, u) }
             transformedAt = generation
         }
-        samples { sI, scratch in topiary_wino_input(tile, x + sI * c * h * w, c, h, w, ph, pw, v, total, sI * tiles, scratch) }
+        samples(.input) { sI, scratch in topiary_wino_input(tile, x + sI * c * h * w, c, h, w, ph, pw, v, total, sI * tiles, scratch) }
     }
 
     func forward(x: UnsafePointer<Float>, w weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
@@ -103,7 +108,7 @@ final class Winograd {
         products { xi in
             gemm(transB: true, m: total, n: mp, k: cp, a: v + xi * sv, lda: cp, b: u + xi * su, ldb: cp, beta: 0, c: mo + xi * sm, ldc: mp)
         }
-        samples { sI, scratch in topiary_wino_output(tile, mo, m, h, w, total, sI * tiles, bias, y + sI * m * h * w, scratch) }
+        samples(.output) { sI, scratch in topiary_wino_output(tile, mo, m, h, w, total, sI * tiles, bias, y + sI * m * h * w, scratch) }
     }
 
     /// Adds the input and weight gradients (where asked) from the output's; the forward's
@@ -115,7 +120,7 @@ final class Winograd {
         let (tile, c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm) = (tile, c, m, h, w, ph, pw, tiles, total, cp, mp, su, sv, sm)
         let (u, v, mo) = (u, v, mo)
         let du = dw == nil ? nil : du
-        samples { sI, scratch in topiary_wino_output_grad(tile, dy + sI * m * h * w, m, h, w, total, sI * tiles, mo, scratch) }
+        samples(.outputGradient) { sI, scratch in topiary_wino_output_grad(tile, dy + sI * m * h * w, m, h, w, total, sI * tiles, mo, scratch) }
         let inputGradient = dx != nil
         products { xi in
             let vx = v + xi * sv, mx = mo + xi * sm, ux = u + xi * su
@@ -124,6 +129,6 @@ final class Winograd {
             if inputGradient { gemm(m: total, n: cp, k: mp, a: mx, lda: mp, b: ux, ldb: cp, beta: 0, c: vx, ldc: cp) }
         }
         if let du, let dw { outputChannels { lo, hi in topiary_wino_weights_grad(tile, du, m, c, lo, hi, dw) } }
-        if let dx { samples { sI, scratch in topiary_wino_input_grad(tile, v, c, h, w, ph, pw, total, sI * tiles, dx + sI * c * h * w, scratch) } }
+        if let dx { samples(.inputGradient) { sI, scratch in topiary_wino_input_grad(tile, v, c, h, w, ph, pw, total, sI * tiles, dx + sI * c * h * w, scratch) } }
     }
 }
