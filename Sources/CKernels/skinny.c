@@ -3,8 +3,7 @@
  * A general GEMM would first copy (pack) the weights, doubling the memory traffic of a product
  * that is nothing but memory traffic. */
 #include "topiary_kernels.h"
-
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#include "vec16.h"
 
 /* N columns known at compile time, so that the accumulators live in registers. */
 static inline __attribute__((always_inline)) void rows(const int N, const float *w, long m, long k, const float *bt, const float *bias,
@@ -15,8 +14,8 @@ static inline __attribute__((always_inline)) void rows(const int N, const float 
         v16 acc[N];
         for (int q = 0; q < N; q++) acc[q] = (v16){0};
         for (long kk = 0; kk < whole; kk += 16) {
-            v16 wv = *(const v16 *)(row + kk);
-            for (int q = 0; q < N; q++) acc[q] += wv * *(const v16 *)(bt + q * k + kk);
+            v16 wv = load(row + kk);
+            for (int q = 0; q < N; q++) acc[q] += wv * load(bt + q * k + kk);
         }
         for (int q = 0; q < N; q++) {
             float s = 0;

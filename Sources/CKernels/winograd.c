@@ -18,10 +18,7 @@
 
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
-static inline v16 load(const float *p) { return *(const v16 *)p; }
-static inline void store(float *p, v16 v) { *(v16 *)p = v; }
+#include "vec16.h"
 
 static const float BT2[6][6] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
 static const float G2[6][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};

@@ -507,8 +507,8 @@ final class ConvKernel: Kernel {
                 // added up in block order: the same result for a given thread count.
                 let size = m * k
                 if gw != nil { partials.update(repeating: 0, count: blocks * size) }
-                Parallel.blocks(count: blocks) { b in
-                    for sI in (self.n * b / blocks)..<(self.n * (b + 1) / blocks) { one(sI, gw == nil ? nil : partials + b * size) }
+                Parallel.blocks(of: n, parts: blocks) { b, samples in
+                    for sI in samples { one(sI, gw == nil ? nil : partials + b * size) }
                 }
                 if let gw { for b in 0..<blocks { Vec.add(gw, partials + b * size, size) } }
             } else {

@@ -45,6 +45,13 @@ enum Parallel {
     static func blocks(count: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in run(count, body) }
     }
+
+    /// Splits 0..<count into `parts` fixed contiguous ranges, run in parallel as
+    /// `body(part, range)`: the same partition whatever the scheduling, for per-part scratch and
+    /// partial sums added up in part order.
+    static func blocks(of count: Int, parts: Int, _ body: (_ part: Int, _ range: Range<Int>) -> Void) {
+        blocks(count: parts) { b in body(b, (count * b / parts)..<(count * (b + 1) / parts)) }
+    }
 }
 
 enum System {

@@ -74,8 +74,8 @@ final class Winograd {
     private func samples(_ region: Region, _ body: (_ sample: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
         let (n, blocks, count) = (n, blocks, scratchCount)
         let offset = [0, inCount, 2 * inCount, 2 * inCount + outCount][region.rawValue]
-        Parallel.blocks(count: blocks) { b in
-            for sI in (n * b / blocks)..<(n * (b + 1) / blocks) { body(sI, scratch + b * count + offset) }
+        Parallel.blocks(of: n, parts: blocks) { b, range in
+            for sI in range { body(sI, scratch + b * count + offset) }
         }
     }
 
