@@ -48,6 +48,19 @@ INLINE void mul(const int rows, const int cols, const float (*m)[6], int transpo
     }
 }
 
+/* out = M · in · Mᵀ for M (rows × cols) and in (cols × cols), or with `transpose` Mᵀ · in · M
+ * for M (cols × rows): along columns, then along rows. */
+INLINE void sandwich(const int rows, const int cols, const float (*m)[6], int transpose, v16 in[6][6], v16 out[6][6]) {
+    v16 t[6][6];
+    for (int j = 0; j < cols; j++) {
+        v16 col[6], o[6];
+        for (int i = 0; i < cols; i++) col[i] = in[i][j];
+        mul(rows, cols, m, transpose, col, o);
+        for (int a = 0; a < rows; a++) t[a][j] = o[a];
+    }
+    for (int a = 0; a < rows; a++) mul(rows, cols, m, transpose, t[a], out[a]);
+}
+
 /* The same for G (N × 3), whose rows are three long. */
 INLINE void mulG(const int n, const float (*g)[3], int transpose, const v16 *in, v16 *out) {
     int rows = transpose ? 3 : n, cols = transpose ? n : 3;
@@ -161,18 +174,10 @@ INLINE void input(const int R, const float *x, long c, long h, long w, long ph, 
             const float *base = pp + (ty * R * stride + tx * R) * cp;
             float *out = v + (t0 + ty * tw + tx) * cp;
             for (long ch = 0; ch < cp; ch += 16) {
-                v16 t[6][6];  /* Bᵀ d, by columns */
-                for (int j = 0; j < N; j++) {
-                    v16 col[6], o[6];
-                    for (int i = 0; i < N; i++) col[i] = load(base + (i * stride + j) * cp + ch);
-                    mul(N, N, BT, 0, col, o);
-                    for (int a = 0; a < N; a++) t[a][j] = o[a];
-                }
-                for (int a = 0; a < N; a++) {
-                    v16 o[6];
-                    mul(N, N, BT, 0, t[a], o);
-                    for (int b = 0; b < N; b++) store(out + (N * a + b) * xs + ch, o[b]);
-                }
+                v16 d[6][6], o[6][6];  /* Bᵀ d B */
+                for (int i = 0; i < N; i++) for (int j = 0; j < N; j++) d[i][j] = load(base + (i * stride + j) * cp + ch);
+                sandwich(N, N, BT, 0, d, o);
+                for (int a = 0; a < N; a++) for (int b = 0; b < N; b++) store(out + (N * a + b) * xs + ch, o[a][b]);
             }
         }
     }
@@ -189,20 +194,14 @@ INLINE void input_grad(const int R, const float *dv, long c, long h, long w, lon
             float *base = pp + (ty * R * stride + tx * R) * cp;
             const float *in = dv + (t0 + ty * tw + tx) * cp;
             for (long ch = 0; ch < cp; ch += 16) {
-                /* B dV Bᵀ: along rows, then columns, added onto the patch (tiles overlap). */
-                v16 e[6][6];
-                for (int a = 0; a < N; a++) {
-                    v16 d[6];
-                    for (int b = 0; b < N; b++) d[b] = load(in + (N * a + b) * xs + ch);
-                    mul(N, N, BT, 1, d, e[a]);
-                }
-                for (int s = 0; s < N; s++) {
-                    v16 col[6], o[6];
-                    for (int a = 0; a < N; a++) col[a] = e[a][s];
-                    mul(N, N, BT, 1, col, o);
-                    for (int r = 0; r < N; r++) {
+                /* B dV Bᵀ, added onto the patch (tiles overlap). */
+                v16 d[6][6], o[6][6];
+                for (int a = 0; a < N; a++) for (int b = 0; b < N; b++) d[a][b] = load(in + (N * a + b) * xs + ch);
+                sandwich(N, N, BT, 1, d, o);
+                for (int r = 0; r < N; r++) {
+                    for (int s = 0; s < N; s++) {
                         float *p = base + (r * stride + s) * cp + ch;
-                        store(p, load(p) + o[r]);
+                        store(p, load(p) + o[r][s]);
                     }
                 }
             }
@@ -228,18 +227,10 @@ INLINE void output(const int R, const float *mo, long m, long h, long w, long ld
             const float *in = mo + (t0 + ty * tw + tx) * mp;
             float *base = qq + (ty * R * wide + tx * R) * mp;
             for (long o = 0; o < mp; o += 16) {
-                v16 s[4][6];  /* Aᵀ M, by columns */
-                for (int b = 0; b < N; b++) {
-                    v16 col[6], out[6];
-                    for (int a = 0; a < N; a++) col[a] = load(in + (N * a + b) * xs + o);
-                    mul(R, N, AT, 0, col, out);
-                    for (int p = 0; p < R; p++) s[p][b] = out[p];
-                }
-                for (int p = 0; p < R; p++) {
-                    v16 out[6];
-                    mul(R, N, AT, 0, s[p], out);
-                    for (int q = 0; q < R; q++) store(base + (p * wide + q) * mp + o, out[q]);
-                }
+                v16 d[6][6], y[6][6];  /* Aᵀ M A */
+                for (int a = 0; a < N; a++) for (int b = 0; b < N; b++) d[a][b] = load(in + (N * a + b) * xs + o);
+                sandwich(R, N, AT, 0, d, y);
+                for (int p = 0; p < R; p++) for (int q = 0; q < R; q++) store(base + (p * wide + q) * mp + o, y[p][q]);
             }
         }
     }
@@ -272,19 +263,10 @@ INLINE void output_grad(const int R, const float *gy, long m, long h, long w, lo
             const float *base = qq + (ty * R * wide + tx * R) * mp;
             float *out = dmo + (t0 + ty * tw + tx) * mp;
             for (long o = 0; o < mp; o += 16) {
-                /* The adjoint of Aᵀ · A: A dY Aᵀ, along rows, then columns. */
-                v16 s[4][6];
-                for (int p = 0; p < R; p++) {
-                    v16 row[6];
-                    for (int q = 0; q < R; q++) row[q] = load(base + (p * wide + q) * mp + o);
-                    mul(N, R, AT, 1, row, s[p]);
-                }
-                for (int b = 0; b < N; b++) {
-                    v16 col[6], d[6];
-                    for (int p = 0; p < R; p++) col[p] = s[p][b];
-                    mul(N, R, AT, 1, col, d);
-                    for (int a = 0; a < N; a++) store(out + (N * a + b) * xs + o, d[a]);
-                }
+                v16 g[6][6], d[6][6];  /* the adjoint of Aᵀ · A: A dY Aᵀ */
+                for (int p = 0; p < R; p++) for (int q = 0; q < R; q++) g[p][q] = load(base + (p * wide + q) * mp + o);
+                sandwich(N, R, AT, 1, g, d);
+                for (int a = 0; a < N; a++) for (int b = 0; b < N; b++) store(out + (N * a + b) * xs + o, d[a][b]);
             }
         }
     }
