@@ -21,12 +21,13 @@
 #include "vec16.h"
 
 static const float BT2[6][6] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-static const float G2[6][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+/* G is N × 3, stored in rows of six like the others so that one product routine serves all. */
+static const float G2[6][6] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
 static const float AT2[4][6] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
 
 static const float BT4[6][6] = {
     {4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-static const float G4[6][3] = {
+static const float G4[6][6] = {
     {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
     {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1}};
 static const float AT4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
@@ -61,21 +62,6 @@ INLINE void sandwich(const int rows, const int cols, const float (*m)[6], int tr
     for (int a = 0; a < rows; a++) mul(rows, cols, m, transpose, t[a], out[a]);
 }
 
-/* The same for G (N × 3), whose rows are three long. */
-INLINE void mulG(const int n, const float (*g)[3], int transpose, const v16 *in, v16 *out) {
-    int rows = transpose ? 3 : n, cols = transpose ? n : 3;
-    for (int i = 0; i < rows; i++) {
-        v16 acc = -(v16){0};
-        for (int j = 0; j < cols; j++) {
-            float k = transpose ? g[j][i] : g[i][j];
-            if (k == 1.0f) acc += in[j];
-            else if (k == -1.0f) acc -= in[j];
-            else if (k != 0.0f) acc += k * in[j];
-        }
-        out[i] = acc;
-    }
-}
-
 static inline long tiles_of(long n, long r) { return (n + r - 1) / r; }
 static inline long padded16(long n) { return (n + 15) / 16 * 16; }
 
@@ -101,7 +87,7 @@ long topiary_wino_scratch_out(long tile, long h, long w, long m) {
  * laid out tap by tap in a small block, transformed as vectors and stored along the row. */
 INLINE void weights(const int R, const float *w, long m, long c, long o0, long o1, float *u) {
     const int N = R + 2;
-    const float (*G)[3] = R == 2 ? G2 : G4;
+    const float (*G)[6] = R == 2 ? G2 : G4;
     long cp = padded16(c), xs = topiary_wino_stride(padded16(m), c);
     for (long o = o0; o < o1; o++) {
         const float *src = w + o * c * 9;
@@ -115,12 +101,12 @@ INLINE void weights(const int R, const float *w, long m, long c, long o0, long o
             v16 hh[6][3];  /* G g: N rows of three */
             for (int s = 0; s < 3; s++) {
                 v16 col[3] = {load(g[s]), load(g[3 + s]), load(g[6 + s])}, out[6];
-                mulG(N, G, 0, col, out);
+                mul(N, 3, G, 0, col, out);
                 for (int a = 0; a < N; a++) hh[a][s] = out[a];
             }
             for (int a = 0; a < N; a++) {
                 v16 out[6];
-                mulG(N, G, 0, hh[a], out);
+                mul(N, 3, G, 0, hh[a], out);
                 for (int b = 0; b < N; b++) store(row + (N * a + b) * xs + ib, out[b]);
             }
         }
@@ -130,7 +116,7 @@ INLINE void weights(const int R, const float *w, long m, long c, long o0, long o
 /* gw[o][i][3][3] += Gᵀ dU[ξ][o][i] G, output channels o0 ..< o1. */
 INLINE void weights_grad(const int R, const float *du, long m, long c, long o0, long o1, float *gw) {
     const int N = R + 2;
-    const float (*G)[3] = R == 2 ? G2 : G4;
+    const float (*G)[6] = R == 2 ? G2 : G4;
     long cp = padded16(c), xs = topiary_wino_stride(padded16(m), c);
     for (long o = o0; o < o1; o++) {
         const float *row = du + o * cp;
@@ -141,13 +127,13 @@ INLINE void weights_grad(const int R, const float *du, long m, long c, long o0, 
             for (int a = 0; a < N; a++) {
                 v16 d[6];
                 for (int b = 0; b < N; b++) d[b] = load(row + (N * a + b) * xs + ib);
-                mulG(N, G, 1, d, e[a]);
+                mul(3, N, G, 1, d, e[a]);
             }
             float g[9][16] __attribute__((aligned(64)));
             for (int s = 0; s < 3; s++) {
                 v16 col[6], out[3];
                 for (int a = 0; a < N; a++) col[a] = e[a][s];
-                mulG(N, G, 1, col, out);
+                mul(3, N, G, 1, col, out);
                 for (int r = 0; r < 3; r++) store(g[3 * r + s], out[r]);
             }
 #pragma clang loop vectorize(disable)
