@@ -223,6 +223,19 @@ public final class Program {
         for (name, id) in parameters + state { if let v = weights[name] { store.set(id, v) } }
     }
 
+    /// Sets slices of a parameter or constant to zero: along `axis` of a tensor of shape `dims`,
+    /// the given positions (a masked channel's filter, bias or normalisation scale).
+    public func zero(_ slices: ZeroSlices) {
+        guard let id = valueIDs[slices.tensor], store.count(id) == slices.dims.reduce(1, *), slices.axis < slices.dims.count else { return }
+        let n = slices.dims[slices.axis]
+        let inner = slices.dims[(slices.axis + 1)...].reduce(1, *), outer = slices.dims[..<slices.axis].reduce(1, *)
+        let v = store.values[id]
+        for o in 0..<outer {
+            for p in slices.positions where p < n { (v + (o * n + p) * inner).update(repeating: 0, count: inner) }
+        }
+        store.touch()
+    }
+
     /// Writes trained parameters and statistics into `model`'s initializers.
     public func writeBack(into model: Model) {
         let w = weights()

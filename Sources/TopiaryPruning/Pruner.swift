@@ -12,6 +12,9 @@ public struct PruningOptions: Sendable {
     /// better), and receives progress after each generation.
     public var fitness: (@Sendable (Model) throws -> Double)?
     public var searchProgress: (@Sendable (SearchProgress) -> Void)?
+    /// Output channels (by producing weight's name) that an earlier round already masked: they are
+    /// removed again, first, whatever their scores (gradual pruning).
+    public var pinned: [String: [Int]] = [:]
 
     public init(criterion: any Importance, allocation: AllocationOptions, ignore: Set<String> = []) {
         self.criterion = criterion
@@ -85,7 +88,10 @@ public enum Pruner {
     }
 
     /// Prunes `model` in place (after `prepare`).
-    public static func prune(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil, writeMasked: Bool = false) throws -> PruningResult {
+    /// With `exactly`, the channels removed are those output channels (by producing weight) and
+    /// no others; scores and allocation are skipped.
+    public static func prune(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil, writeMasked: Bool = false,
+                             exactly: [String: [Int]]? = nil) throws -> PruningResult {
         var clock = PhaseClock()
         try prepare(model)
         let shapes = try ShapeInference.run(model)
@@ -95,18 +101,8 @@ public enum Pruner {
         let masked: Model? = writeMasked ? try copy(model) : nil
         let analysis = try DependencyAnalysis(model: model, ignore: options.ignore, shapes: shapes)
         clock.lap("dependency analysis")
-        let scores = try options.criterion.scores(analysis, calibration: calibration)
-        clock.lap("importance (\(options.criterion.name))")
-        var allocationOptions = options.allocation
-        allocationOptions.normaliseScores = !options.criterion.comparableAcrossLayers
-        if allocationOptions.strategy == .hsic {
-            guard let layers = calibration?.layerImportance, !layers.isEmpty else {
-                throw IRError.unsupported("allocation hsic needs calibration data (topiary prune --data, or data.train in a pipeline)")
-            }
-            allocationOptions.groupImportance = analysis.groupImportance(layers)
-        }
         var fitness: ((Set<Int>) throws -> Double)?
-        if allocationOptions.strategy == .search, let score = options.fitness {
+        if options.allocation.strategy == .search, let score = options.fitness, exactly == nil {
             // Each candidate: a copy of the model with its removed channels zeroed.
             let base = try ModelFile.encode(model)
             fitness = { removed in
@@ -116,9 +112,8 @@ public enum Pruner {
                 return try score(candidate)
             }
         }
-        let allocation = try Allocation.allocate(analysis, scores: scores, options: allocationOptions, makeEstimator: {
-            CostEstimator(analysis: analysis, cost: beforeCost)
-        }, fitness: fitness, progress: options.searchProgress)
+        let allocation = try exactly.map { Allocation(removed: classes(of: $0, in: analysis)) }
+            ?? allocate(analysis, options: options, calibration: calibration, cost: beforeCost, fitness: fitness, clock: &clock)
         clock.lap("allocation")
         let widths = analysis.groups.filter { $0.width > 0 }.map { g in
             GroupWidth(group: g.id, producers: g.producers, before: g.width, after: g.classes.filter { !allocation.removed.contains($0) }.count)
@@ -157,19 +152,59 @@ public enum Pruner {
     /// with `options` would remove (producer filters, biases, BatchNormalization scale and shift).
     /// Returns the zeroed output filters of every producing weight, by initializer name. The model
     /// should have been through `prepare`.
-    public static func mask(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil) throws -> [String: [Int]] {
+    public static func mask(_ model: Model, options: PruningOptions, calibration: CalibrationData? = nil) throws -> MaskedChannels {
         let shapes = try ShapeInference.run(model)
         let cost = try CostModel.analyse(model.graph, shapes: shapes)
         let analysis = try DependencyAnalysis(model: model, ignore: options.ignore, shapes: shapes)
-        let scores = try options.criterion.scores(analysis, calibration: calibration)
-        let allocation = try Allocation.allocate(analysis, scores: scores, options: options.allocation) { CostEstimator(analysis: analysis, cost: cost) }
-        try Masking.apply(analysis, removing: allocation.removed)
-        var zeroed: [String: [Int]] = [:]
+        var clock = PhaseClock()
+        let allocation = try allocate(analysis, options: options, calibration: calibration, cost: cost, fitness: nil, clock: &clock)
+        let cuts = try Masking.apply(analysis, removing: allocation.removed)
+        var filters: [String: [Int]] = [:]
         for m in analysis.members where m.role == .producer {
             let positions = m.atoms.indices.filter { allocation.removed.contains(analysis.atomClass[m.atoms[$0]]) }
-            if !positions.isEmpty { zeroed[m.tensor, default: []].append(contentsOf: positions) }
+            if !positions.isEmpty { filters[m.tensor, default: []].append(contentsOf: positions) }
         }
-        return zeroed
+        let dims = Dictionary(model.graph.initializers.map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a })
+        let zeroed = cuts.sorted { $0.key < $1.key }.flatMap { name, list in
+            list.map { ZeroSlices(tensor: name, dims: dims[name] ?? [], axis: $0.axis, positions: $0.positions) }
+        }
+        let estimator = CostEstimator(analysis: analysis, cost: cost)
+        let kept = estimator.estimate(removing: allocation.removed)
+        return MaskedChannels(filters: filters, zeroed: zeroed, flopsKept: kept.flops / max(estimator.base.flops, 1),
+                              paramsKept: kept.params / max(estimator.base.params, 1))
+    }
+
+    /// Scores every class and chooses those to remove (one path for pruning and masking).
+    static func allocate(_ analysis: DependencyAnalysis, options: PruningOptions, calibration: CalibrationData?, cost: CostReport,
+                         fitness: ((Set<Int>) throws -> Double)?, clock: inout PhaseClock) throws -> Allocation {
+        let scores = try options.criterion.scores(analysis, calibration: calibration)
+        clock.lap("importance (\(options.criterion.name))")
+        var allocationOptions = options.allocation
+        allocationOptions.normaliseScores = !options.criterion.comparableAcrossLayers
+        if allocationOptions.strategy == .hsic {
+            guard let layers = calibration?.layerImportance, !layers.isEmpty else {
+                throw IRError.unsupported("allocation hsic needs calibration data (topiary prune --data, or data.train in a pipeline)")
+            }
+            allocationOptions.groupImportance = analysis.groupImportance(layers)
+        }
+        let pinned = classes(of: options.pinned, in: analysis)
+        allocationOptions.pinned = pinned
+        var allocation = try Allocation.allocate(analysis, scores: scores, options: allocationOptions, makeEstimator: {
+            CostEstimator(analysis: analysis, cost: cost)
+        }, fitness: fitness, progress: options.searchProgress)
+        allocation.removed.formUnion(pinned)
+        return allocation
+    }
+
+    /// The classes that hold the given output channels of producing weights.
+    static func classes(of channels: [String: [Int]], in analysis: DependencyAnalysis) -> Set<Int> {
+        guard !channels.isEmpty else { return [] }
+        var out = Set<Int>()
+        for m in analysis.members where m.role == .producer {
+            guard let positions = channels[m.tensor] else { continue }
+            for p in positions where p < m.atoms.count { out.insert(analysis.atomClass[m.atoms[p]]) }
+        }
+        return out
     }
 
     /// A deep copy of a model (through its serialized form).
@@ -177,4 +212,14 @@ public enum Pruner {
         let bytes = try ModelFile.encode(model)
         return try bytes.withUnsafeBytes { try ModelFile.decode($0) }
     }
+}
+
+/// What `Pruner.mask` zeroed: the output channels of each producing weight, every zeroed slice
+/// (filters, biases, normalisation scales and shifts) for holding them at zero while training,
+/// and the fractions of FLOPs and parameters left once they are removed (estimated).
+public struct MaskedChannels {
+    public var filters: [String: [Int]]
+    public var zeroed: [ZeroSlices]
+    public var flopsKept: Double
+    public var paramsKept: Double
 }

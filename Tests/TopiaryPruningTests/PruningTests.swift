@@ -209,6 +209,40 @@ import TopiaryTestSupport
         #expect(try widths() == (8, 7))
     }
 
+    /// After an earlier round: b's first six channels are masked (they score 0), a scores
+    /// [10, 3, …], b's other two 1 and 2.
+    struct AfterARound: Importance {
+        var name: String { "after-a-round" }
+        func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+            var s = Array(repeating: 0.0, count: analysis.classes.count)
+            for g in analysis.groups {
+                for (i, c) in g.classes.enumerated() { s[c] = g.producers == ["a (Conv)"] ? (i == 0 ? 10 : 3) : [0, 0, 0, 0, 0, 0, 1, 2][i] }
+            }
+            return s
+        }
+    }
+
+    /// Pinned channels are removed whatever their scores and stay out of their group's
+    /// normaliser. Seven of sixteen go: b's six pinned ones, then by mean normalisation over the
+    /// live channels b's 1 (1/1.5 = 0.67) before a's 3s (3/3.875 = 0.77); were the pinned zeros
+    /// counted in b's mean (0.375), b's 1 would score 2.67 and a would lose a channel. Pinning a's
+    /// best channel removes it.
+    @Test func pinnedChannelsGoFirstAndLeaveTheNormaliser() throws {
+        var options = PruningOptions(criterion: AfterARound(), allocation: AllocationOptions(target: .ratio(7.0 / 16), strategy: .global))
+        options.allocation.normalisation = .mean
+        options.pinned = ["wb": [0, 1, 2, 3, 4, 5]]
+        func widths(_ r: PruningResult) -> [Int] { ["a (Conv)", "b (Conv)"].compactMap { p in r.widths.first { $0.producers == [p] }?.after } }
+        let result = try Pruner.prune(twoGroupModel(), options: options)
+        #expect(widths(result) == [8, 1])
+        options.pinned = ["wa": [0]]
+        options.allocation.target = .ratio(1.0 / 16)
+        let model = twoGroupModel()
+        let wa = try #require(model.graph.initializers.first { $0.name == "wa" }?.floatValues())
+        let pruned = try Pruner.prune(model, options: options)
+        #expect(widths(pruned) == [7, 8])
+        #expect(model.graph.initializers.first { $0.name == "wa" }?.floatValues() == Array(wa[27...]))
+    }
+
     /// max_group_ratio bounds what any group loses, whatever the ranking wants.
     @Test func maxGroupRatioBoundsEveryGroup() throws {
         var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .ratio(0.6), strategy: .global))

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import FIXTURES, ROOT, check_model, fixture_path, topiary
+from conftest import FIXTURES, ROOT, check_model, fixture_path, relative_error, session, topiary
 from test_prune import prune_and_check
 
 TRAIN = os.path.join(ROOT, "fixtures", "data", "digits_train.npz")
@@ -164,3 +164,84 @@ def test_evolve_criterion_prints_usable_formulas(outdir):
     assert "generation 2/2" in proc.stderr
     formula = lines[0].split("  ", 1)[1]
     prune_and_check(fixture_path("small_resnet"), outdir, "--flops", "0.5", "--criterion", formula, "--data", TRAIN)
+
+
+VAL = os.path.join(ROOT, "fixtures", "data", "digits_val.npz")
+
+
+def ort_top1(path, data):
+    """Top-1 of a model on a dataset, by onnxruntime (batch 1: fixture inputs have a fixed batch)."""
+    s = session(path)
+    name, shape = s.get_inputs()[0].name, s.get_inputs()[0].shape
+    x, y = np.load(data)["x"].astype(np.float32), np.load(data)["y"]
+    logits = np.concatenate([s.run(None, {name: x[i:i + 1].reshape([1] + shape[1:])})[0] for i in range(len(x))])
+    return float((logits.argmax(1) == y).mean()), logits
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "mobilenetv2"])
+def test_gradual_pruning_in_a_pipeline(name, outdir):
+    """Four rounds spread over the first half of training, each masking more, the target met;
+    the exported model is valid and onnxruntime scores it as Topiary's evaluation did."""
+    (outdir / "p.yml").write_text(f"""model: {fixture_path(name)}
+data: {{train: {TRAIN}, val: {VAL}}}
+stages:
+  - finetune: {{epochs: 2, lr: 0.02, distill: true, gradual_prune: {{criterion: l2, target: {{flops: 0.5}}, normalise: mean, steps: 4, until: 0.5}}}}
+  - evaluate: {{name: gradual}}
+  - export: {{path: g.onnx}}
+""")
+    topiary("run", outdir / "p.yml", "--out", outdir / "run")
+    report = json.loads((outdir / "run" / "report.json").read_text())
+    g = report["gradualPruning"][0]
+    rounds = g["rounds"]
+    assert len(rounds) == 4 and rounds[0]["progress"] == 0 and 0.45 <= rounds[-1]["progress"] <= 0.55
+    assert all(a["masked"] < b["masked"] for a, b in zip(rounds, rounds[1:]))
+    assert all(a["flopsKept"] > b["flopsKept"] for a, b in zip(rounds, rounds[1:]))
+    p = report["pruning"][0]
+    assert p["criterion"] == "l2 (gradual)" and p["after"]["flops"] <= 0.5 * p["before"]["flops"]
+    assert abs(p["after"]["flops"] / p["before"]["flops"] - rounds[-1]["flopsKept"]) < 0.01
+    out = str(outdir / "run" / "g.onnx")
+    check_model(out)
+    top1, _ = ort_top1(out, VAL)
+    assert abs(top1 - report["evaluations"][0]["top1"]) <= 1.5 / 359 and top1 > 0.8
+
+
+def test_gradual_pruning_in_one_round_is_prune_then_finetune(outdir):
+    """One round at the start masks what a prune stage removes; the masked channels, held at zero,
+    leave the rest of the network the same gradients, so both runs end with the same model (up to
+    rounding: five steps on 320 images; over many steps rounding differences grow chaotically)."""
+    d = np.load(TRAIN)
+    np.savez(outdir / "train.npz", x=d["x"][:320], y=d["y"][:320])
+
+    def run_pipeline(tag, stages):
+        (outdir / f"{tag}.yml").write_text(f"""model: {fixture_path('small_resnet')}
+data: {{train: {outdir / 'train.npz'}}}
+stages:
+{stages}
+  - export: {{path: {tag}.onnx}}
+""")
+        topiary("run", outdir / f"{tag}.yml", "--out", outdir / tag)
+        return str(outdir / tag / f"{tag}.onnx")
+    prune = "criterion: l2, target: {flops: 0.5}, allocation: global"
+    a = run_pipeline("oneshot", f"  - prune: {{{prune}}}\n  - finetune: {{epochs: 1, lr: 0.02}}")
+    b = run_pipeline("gradual", f"  - finetune: {{epochs: 1, lr: 0.02, gradual_prune: {{{prune}, steps: 1}}}}")
+    shapes = lambda m: {t.name: list(t.dims) for t in onnx.load(m).graph.initializer}
+    assert shapes(a) == shapes(b)
+    _, la = ort_top1(a, VAL)
+    _, lb = ort_top1(b, VAL)
+    assert relative_error(la, lb) < 2e-5
+    _, l0 = ort_top1(fixture_path("small_resnet"), VAL)
+    assert relative_error(l0, lb) > 0.01  # training moved it
+
+
+@pytest.mark.parametrize("field, message", [
+    ("gradual_prune: {target: {flops: 0.5}, until: 1.5}", "until must be in [0, 1)"),
+    ("gradual_prune: {target: {flops: 0.5}, steps: 0}", "steps must be ≥ 1"),
+    ("gradual_prune: {target: {flops: 0.5}, allocation: search}", "does not take allocation: search"),
+    ("gradual_prune: {target: {flops: 0.5}, stepz: 3}", "stepz"),
+    ("soft_prune: {ratio: 0.3}, gradual_prune: {target: {flops: 0.5}}", "cannot be combined"),
+])
+def test_gradual_pruning_bad_settings(field, message, outdir):
+    p = outdir / "p.yml"
+    p.write_text(f"model: {fixture_path('small_resnet')}\ndata: {{train: {TRAIN}}}\nstages:\n  - finetune: {{epochs: 1, {field}}}\n")
+    proc = topiary("validate", p, check=False)
+    assert proc.returncode == 1 and f"{p}:4:" in proc.stderr and message in proc.stderr, proc.stderr

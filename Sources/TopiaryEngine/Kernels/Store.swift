@@ -34,9 +34,12 @@ public final class Store {
         return p
     }
 
-    /// Counts `set` calls: kernels that keep a transformed copy of weights that are not trained
-    /// redo it when this has moved.
+    /// Counts `set` and `touch` calls: kernels that keep a transformed copy of weights that are
+    /// not trained redo it when this has moved.
     private(set) var generation = 0
+
+    /// Marks values as changed in place.
+    func touch() { generation += 1 }
 
     func set(_ id: Int, _ data: [Float]) {
         generation += 1

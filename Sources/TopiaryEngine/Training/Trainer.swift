@@ -58,6 +58,11 @@ public final class Trainer {
     var rng: SplitMix
     var completedEpochs = 0
     public internal(set) var reports: [EpochReport] = []
+    /// Slices set to zero now and again after every optimizer step (gradual pruning's masked
+    /// channels: they stay removed while the rest trains).
+    public var heldAtZero: [ZeroSlices] = [] {
+        didSet { for z in heldAtZero { program.zero(z) } }
+    }
     /// Shape of one input sample and of the model's output, as compiled.
     public var inputShape: [Int] { program.inputShape }
     public var outputShape: [Int] { program.outputShape }
@@ -75,7 +80,8 @@ public final class Trainer {
     /// Trains for the remaining epochs. With `checkpoint`, state is saved after every epoch and,
     /// when the file exists and `resume` is set, training continues from it.
     public func fit(train: Dataset, validation: Dataset?, checkpoint: String? = nil, resume: Bool = false,
-                    progress: ((TrainingProgress) -> Void)? = nil, afterEpoch: ((Int) throws -> Void)? = nil) throws -> [EpochReport] {
+                    progress: ((TrainingProgress) -> Void)? = nil, beforeStep: ((Double) throws -> Void)? = nil,
+                    afterEpoch: ((Int) throws -> Void)? = nil) throws -> [EpochReport] {
         try check(train)
         if let validation { try check(validation) }
         if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint) { try restore(from: checkpoint) }
@@ -93,6 +99,7 @@ public final class Trainer {
             let order = rng.permutation(train.count)
             var lossSum = 0.0, correct = 0
             for k in 0..<batches {
+                try beforeStep?((Double(epoch) + Double(k) / Double(batches)) / Double(options.epochs))
                 for j in 0..<b {
                     let idx = order[k * b + j]
                     labels[j] = train.labels[idx]
@@ -112,6 +119,7 @@ public final class Trainer {
                 }
                 grad.withUnsafeBufferPointer { program.backward($0) }
                 optimizer.update(program, lr: lr)
+                for z in heldAtZero { program.zero(z) }
                 lossSum += loss
                 correct += ok
                 if let progress {

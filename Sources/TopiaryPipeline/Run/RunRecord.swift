@@ -115,6 +115,23 @@ public struct RunRecord: Codable, Sendable {
         public var rounds: [Round]
     }
 
+    /// Gradual pruning rounds of a fine-tuning stage.
+    public struct GradualPruning: Codable, Sendable {
+        public struct Round: Codable, Sendable {
+            /// Fraction of the stage's training done when the round ran.
+            public var progress: Double
+            public var target: String
+            /// Output channels masked so far, over every producing weight.
+            public var masked: Int
+            public var flopsKept: Double
+            public var paramsKept: Double
+        }
+        public var stage: Int
+        public var steps: Int
+        public var until: Double
+        public var rounds: [Round]
+    }
+
     public var schema = "topiary.run/1"
     public var pipeline: String
     public var model: String
@@ -127,6 +144,7 @@ public struct RunRecord: Codable, Sendable {
     public var evaluations: [Evaluation] = []
     public var sweeps: [Sweep] = []
     public var softPruning: [SoftPruning] = []
+    public var gradualPruning: [GradualPruning] = []
     public var exports: [String] = []
     public var seconds = 0.0
 }

@@ -9,12 +9,15 @@ import TopiaryPruning
 public struct FinetuneStage: PipelineStage {
     public static let key = "finetune"
     public static let keys = ["epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "step_epochs", "gamma",
-                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip", "soft_prune"]
+                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip", "soft_prune",
+                              "gradual_prune"]
     var options = TrainingOptions()
     let distill: Bool
     /// Soft filter pruning: every `every` epochs zero the lowest-L2 channels of each group at
     /// `ratio`, let them train and recover, and remove the zeroed ones for real at the end.
     let softPrune: (ratio: Double, every: Int)?
+    /// Gradual pruning: a prune stage's channels masked over the first part of training.
+    let gradual: GradualPruning?
 
     public init(fields: [String: SpecNode], node: SpecNode, context: inout SpecContext) throws {
         guard context.spec.train else { throw node.error("finetune needs training data: add data.train to the pipeline") }
@@ -33,6 +36,12 @@ public struct FinetuneStage: PipelineStage {
         options.schedule = Schedule(kind: sk, lr: lr, stepEpochs: try fields.int("step_epochs") ?? 1, gamma: try fields.float("gamma") ?? 0.1,
                                     warmupEpochs: try fields.float("warmup_epochs") ?? 0)
         distill = try fields.bool("distill") ?? false
+        if let gn = fields["gradual_prune"] {
+            if let sp = fields["soft_prune"] { throw sp.error("soft_prune and gradual_prune cannot be combined") }
+            gradual = try GradualPruning(node: gn, context: &context)
+        } else {
+            gradual = nil
+        }
         if distill && !context.pruned { throw fields["distill"]!.error("distill needs an earlier prune stage (the teacher is the model before pruning)") }
         options.loss = LossOptions(labelSmoothing: try fields.float("label_smoothing") ?? 0, distillWeight: distill ? try fields.float("distill_weight") ?? 0.5 : 0,
                                    temperature: try fields.float("temperature") ?? 4)
@@ -59,13 +68,16 @@ public struct FinetuneStage: PipelineStage {
          "warmup_epochs": options.schedule.warmupEpochs, "label_smoothing": options.loss.labelSmoothing, "distill": distill,
          "distill_weight": options.loss.distillWeight, "temperature": options.loss.temperature, "crop_padding": options.cropPadding, "flip": options.flip]
             .merging(softPrune.map { ["soft_prune": ["ratio": $0.ratio, "every": $0.every]] } ?? [:]) { a, _ in a }
+            .merging(gradual.map { ["gradual_prune": $0.prune.resolved.merging(["steps": $0.steps, "until": $0.until]) { a, _ in a }] } ?? [:]) { a, _ in a }
     }
 
     public var label: String {
         "finetune \(options.epochs) epoch(s)" + (distill ? " with distillation" : "") + (softPrune.map { " with soft pruning at \($0.ratio)" } ?? "")
+            + (gradual.map { " with gradual pruning to \($0.prune.targetText)" } ?? "")
     }
 
     public func run(_ run: RunContext, index: Int) throws {
+        if let gradual { return try runGradual(run, index: index, gradual) }
         guard let sp = softPrune else {
             try train(run.model, teacher: distill ? run.teacher : nil, run: run, checkpoint: run.statePath("stage\(index).ckpt"), record: index)
             return
@@ -82,7 +94,7 @@ public struct FinetuneStage: PipelineStage {
         var previous: [String: [Int]] = [:]
         var soft = RunRecord.SoftPruning(stage: index, ratio: sp.ratio, rounds: [])
         let reports = try trainer.fit(train: try run.dataset("train"), validation: run.spec.data.val != nil ? try run.dataset("val") : nil,
-                                      checkpoint: run.statePath("stage\(index).ckpt"), resume: run.resume, progress: run.progress) { epoch in
+                                      checkpoint: run.statePath("stage\(index).ckpt"), resume: run.resume, progress: run.progress, afterEpoch: { epoch in
             guard epoch % sp.every == 0 else { return }
             trainer.writeBack(into: run.model)
             // How many of the filters zeroed last time grew back, and how many are no longer chosen.
@@ -96,12 +108,12 @@ public struct FinetuneStage: PipelineStage {
                     if v[(p * per)..<((p + 1) * per)].contains(where: { $0 != 0 }) { regrown += 1 }
                 }
             }
-            let zeroed = try Pruner.mask(run.model, options: prune)
+            let zeroed = try Pruner.mask(run.model, options: prune).filters
             let kept = previous.reduce(0) { acc, e in acc + e.value.filter { !(zeroed[e.key]?.contains($0) ?? false) }.count }
             soft.rounds.append(.init(epoch: epoch, zeroed: zeroed.values.reduce(0) { $0 + $1.count }, regrown: regrown, previouslyZeroed: zeroedBefore, revived: kept))
             previous = zeroed
             trainer.load(from: run.model)
-        }
+        })
         trainer.writeBack(into: run.model)
         run.record.finetune.append(.init(stage: index, epochs: reports))
         let result = try Pruner.prune(run.model, options: prune)
@@ -109,6 +121,58 @@ public struct FinetuneStage: PipelineStage {
         run.record.pruning.append(.init(stage: index, criterion: "l2 (soft)", target: "ratio \(sp.ratio)", before: result.before, after: result.after, groups: result.widths))
         run.teacher = teacher
         run.log("soft pruning: " + soft.rounds.map { "epoch \($0.epoch): zeroed \($0.zeroed), \($0.regrown) of \($0.previouslyZeroed) regrown, \($0.revived) revived" }.joined(separator: "; "))
+    }
+
+    /// Gradual pruning: round i of n masks the channels a prune to the i-th step of the target
+    /// would remove (those masked before first), holds them at zero while the rest trains, and the
+    /// masked channels are removed for real when training ends.
+    func runGradual(_ run: RunContext, index: Int, _ gradual: GradualPruning) throws {
+        let original = try Pruner.copy(run.model)
+        try Pruner.prepare(run.model)
+        var o = options
+        o.seed = run.spec.seed
+        o.threads = run.spec.threads
+        let trainer = try Trainer(model: run.model, options: o, teacher: distill ? original : nil)
+        var done = 0
+        var masked: [String: [Int]] = [:]
+        var record = RunRecord.GradualPruning(stage: index, steps: gradual.steps, until: gradual.until, rounds: [])
+        func round(_ due: Int, at progress: Double) throws {
+            trainer.writeBack(into: run.model)
+            var prune = try gradual.prune.runOptions(run)
+            prune.allocation.target = gradual.target(due)
+            prune.pinned = masked
+            let m: MaskedChannels
+            do {
+                m = try Pruner.mask(run.model, options: prune, calibration: try gradual.prune.calibration(run))
+            } catch let e as UnreachableTarget {
+                if let n = gradual.prune.targetNode { throw n.error(e.description) }
+                throw e
+            }
+            masked = m.filters
+            trainer.heldAtZero = m.zeroed
+            done = due
+            let count = masked.values.reduce(0) { $0 + $1.count }
+            record.rounds.append(.init(progress: progress, target: gradual.text(due), masked: count, flopsKept: m.flopsKept, paramsKept: m.paramsKept))
+            run.log(String(format: "gradual pruning round %d/%d at %.0f%% of training: %d channels masked, FLOPs %.3f kept", due, gradual.steps, progress * 100, count, m.flopsKept))
+        }
+        let reports = try trainer.fit(train: try run.dataset("train"), validation: run.spec.data.val != nil ? try run.dataset("val") : nil,
+                                      checkpoint: run.statePath("stage\(index).ckpt"), resume: run.resume, progress: run.progress, beforeStep: { t in
+            let due = gradual.roundsDue(at: t)
+            if due > done { try round(due, at: t) }
+        })
+        // Fewer steps than rounds before `until`: the rest at the end, untrained.
+        if done < gradual.steps { try round(gradual.steps, at: 1) }
+        trainer.writeBack(into: run.model)
+        run.record.finetune.append(.init(stage: index, epochs: reports))
+        let result = try Pruner.prune(run.model, options: try gradual.prune.runOptions(run), exactly: masked)
+        run.record.gradualPruning.append(record)
+        run.record.pruning.append(.init(stage: index, criterion: gradual.prune.criterion + " (gradual)", target: gradual.prune.targetText,
+                                        before: result.before, after: result.after, groups: result.widths))
+        run.teacher = original
+        if let last = reports.last {
+            run.log(String(format: "trained %d epoch(s) with gradual pruning: train loss %.4f, FLOPs %.3f kept", reports.count, last.trainLoss,
+                           Double(result.after.flops) / Double(max(result.before.flops, 1))))
+        }
     }
 
     /// Trains `model` in place.
@@ -196,5 +260,52 @@ public struct SweepStage: PipelineStage {
             }
         }
         run.record.sweeps.append(.init(stage: index, points: points, baselineFlops: base.totals.flops))
+    }
+}
+
+/// `gradual_prune: {criterion, target, allocation, …, steps, until}` inside a finetune stage: a
+/// prune stage's settings, reached in `steps` rounds spread over the first `until` of training.
+/// Round i removes 1 − (1 − i/steps)³ of what the whole target removes (Zhu and Gupta's cubic
+/// schedule: most early, while the learning rate is high).
+struct GradualPruning {
+    let prune: PruneStage
+    let steps: Int
+    let until: Double
+
+    init(node: SpecNode, context: inout SpecContext) throws {
+        var fields = try node.mapping(allowed: PruneStage.keys + ["steps", "until"])
+        steps = try fields.int("steps") ?? 4
+        until = try fields.double("until") ?? 0.5
+        guard steps >= 1 else { throw fields["steps"]!.error("steps must be ≥ 1") }
+        guard until >= 0 && until < 1 else { throw fields["until"]!.error("until must be in [0, 1): the fraction of training by which the target is reached") }
+        if try fields.string("allocation") == "search" { throw fields["allocation"]!.error("gradual_prune does not take allocation: search (a search per round)") }
+        fields["steps"] = nil
+        fields["until"] = nil
+        prune = try PruneStage(fields: fields, node: node, context: &context)
+    }
+
+    /// Fraction of the target's removal reached at round `i` (1-based).
+    func share(_ i: Int) -> Double { 1 - pow(1 - Double(i) / Double(steps), 3) }
+
+    func target(_ i: Int) -> PruningTarget {
+        switch prune.target {
+        case .ratio(let r): return .ratio(r * share(i))
+        case .flops(let f): return .flops(1 - (1 - f) * share(i))
+        case .params(let p): return .params(1 - (1 - p) * share(i))
+        }
+    }
+
+    func text(_ i: Int) -> String {
+        switch target(i) {
+        case .ratio(let r): return String(format: "ratio %.4g", r)
+        case .flops(let f): return String(format: "flops %.4g", f)
+        case .params(let p): return String(format: "params %.4g", p)
+        }
+    }
+
+    /// Rounds whose time has come at `progress` (round 1 at the start, the last at `until`).
+    func roundsDue(at progress: Double) -> Int {
+        guard steps > 1, until > 0 else { return steps }
+        return min(steps, Int((progress / until * Double(steps - 1) + 1e-9).rounded(.down)) + 1)
     }
 }

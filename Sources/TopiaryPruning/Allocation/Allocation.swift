@@ -50,6 +50,9 @@ public struct AllocationOptions: Sendable {
     public var normaliseScores = true
     /// By the group's largest score or by its mean (Torch-Pruning's default normaliser).
     public var normalisation: ScoreNormalisation = .max
+    /// Classes an earlier round already removed (gradual pruning masks them): removed first, and
+    /// left out of their group's normaliser, as if they were gone.
+    public var pinned: Set<Int> = []
 
     public init(target: PruningTarget, strategy: AllocationStrategy = .uniform, roundTo: Int = 1, minChannels: Int = 1) {
         self.target = target
@@ -158,6 +161,8 @@ public struct Allocation {
     /// parameter targets, the estimator `makeEstimator` builds.
     public static func allocate(_ analysis: DependencyAnalysis, scores: [Double], options: AllocationOptions, makeEstimator: () -> CostEstimator,
                                 fitness: ((Set<Int>) throws -> Double)? = nil, progress: ((SearchProgress) -> Void)? = nil) throws -> Allocation {
+        // Pinned classes rank below every real score.
+        let scores = options.pinned.isEmpty ? scores : scores.indices.map { options.pinned.contains($0) ? -Double.infinity : scores[$0] }
         if options.strategy == .search {
             guard let fitness else { throw UnreachableTarget(description: "allocation search needs data to score candidates") }
             var start = options
@@ -238,10 +243,11 @@ public struct Allocation {
             }
             var all: [(Double, Int, Int)] = []
             for (g, r) in ranked.enumerated() {
-                let top = options.normalisation == .max ? (r.map { scores[$0] }.max() ?? 0)
-                    : r.reduce(0.0) { $0 + scores[$1] } / Double(max(r.count, 1))
+                let live = r.filter { scores[$0].isFinite }
+                let top = options.normalisation == .max ? (live.map { scores[$0] }.max() ?? 0)
+                    : live.reduce(0.0) { $0 + scores[$1] } / Double(max(live.count, 1))
                 for c in r {
-                    let score = options.normaliseScores ? (top > 0 ? scores[c] / top : 0) : scores[c]
+                    let score = !scores[c].isFinite || !options.normaliseScores ? scores[c] : (top > 0 ? scores[c] / top : 0)
                     all.append((saving.map { score / $0[g] } ?? score, c, g))
                 }
             }

@@ -326,7 +326,10 @@ struct SlicePlan {
 /// BatchNormalization scale and shift, per-channel scales and shifts. Such a model must compute
 /// what the pruned one computes: the exactness check of every pruning rule.
 enum Masking {
-    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>) throws {
+    /// Zeroes the removed classes' slices of every producer, bias, normalisation scale and shift;
+    /// returns them by tensor.
+    @discardableResult
+    static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>) throws -> [String: [(axis: Int, positions: [Int])]] {
         let graph = analysis.model.graph
         let masked: Set<Member.Role> = [.producer, .producerBias, .bnScale, .shift, .scale]
         var zero: [String: [(axis: Int, positions: [Int])]] = [:]
@@ -347,5 +350,6 @@ enum Masking {
             t.replaceBuffer(TensorBuffer(copying: values))
             graph.initializers[i] = t
         }
+        return zero
     }
 }
