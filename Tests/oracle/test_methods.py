@@ -245,3 +245,34 @@ def test_gradual_pruning_bad_settings(field, message, outdir):
     p.write_text(f"model: {fixture_path('small_resnet')}\ndata: {{train: {TRAIN}}}\nstages:\n  - finetune: {{epochs: 1, {field}}}\n")
     proc = topiary("validate", p, check=False)
     assert proc.returncode == 1 and f"{p}:4:" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+def test_gradual_pruning_resumed_after_kill_equals_unbroken_run(outdir):
+    """Killed after its first epoch's checkpoint (every round done by then), the resumed stage
+    masks again from the saved weights: the masked channels are zero, so they rank first and the
+    same ones are removed; the final model is the unbroken run's, bit for bit."""
+    import signal
+    import subprocess
+    import time
+    from conftest import TOPIARY
+    (outdir / "p.yml").write_text(f"""model: {fixture_path('small_resnet')}
+data: {{train: {TRAIN}, val: {VAL}}}
+stages:
+  - report: {{name: before}}
+  - finetune: {{epochs: 8, lr: 0.02, distill: true, gradual_prune: {{criterion: l2, target: {{flops: 0.5}}, normalise: mean, until: 0.1}}}}
+  - export: {{path: g.onnx}}
+""")
+    topiary("run", outdir / "p.yml", "--out", outdir / "a")
+    proc = subprocess.Popen([TOPIARY, "run", str(outdir / "p.yml"), "--out", str(outdir / "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = outdir / "b" / "state" / "stage1.ckpt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (outdir / "b" / "g.onnx").exists(), "the run ended before it was killed"
+    topiary("run", outdir / "p.yml", "--out", outdir / "b", "--resume")
+    a, b = onnx.load(str(outdir / "a" / "g.onnx")), onnx.load(str(outdir / "b" / "g.onnx"))
+    assert [list(t.dims) for t in a.graph.initializer] == [list(t.dims) for t in b.graph.initializer]
+    for s, t in zip(a.graph.initializer, b.graph.initializer):
+        assert np.array_equal(numpy_helper.to_array(s), numpy_helper.to_array(t)), s.name
