@@ -142,19 +142,25 @@ INLINE void weights_grad(const int R, const float *du, long m, long c, long o0, 
     }
 }
 
+/* Copies c planes of h × w into rows of `row` positions of `cp` interleaved channels, from `dst`
+ * (the caller offsets it to the first row and column inside any border). */
+INLINE void channels_last(const float *x, long c, long h, long w, float *dst, long row, long cp) {
+    for (long ch = 0; ch < c; ch++) {
+        const float *plane = x + ch * h * w;
+        for (long r = 0; r < h; r++) {
+            float *line = dst + r * row * cp + ch;
+#pragma clang loop vectorize(disable)
+            for (long q = 0; q < w; q++) line[q * cp] = plane[r * w + q];
+        }
+    }
+}
+
 INLINE void input(const int R, const float *x, long c, long h, long w, long ph, long pw, float *v, long ldt, long t0, float *scratch) {
     const int N = R + 2;
     const float (*BT)[6] = R == 2 ? BT2 : BT4;
     long th = tiles_of(h, R), tw = tiles_of(w, R), stride = tw * R + 2, cp = padded16(c), xs = topiary_wino_stride(ldt, c);
     float *pp = scratch;  /* border and padding channels zero since allocation */
-    for (long ch = 0; ch < c; ch++) {
-        const float *plane = x + ch * h * w;
-        for (long r = 0; r < h; r++) {
-            float *line = pp + ((r + ph) * stride + pw) * cp + ch;
-#pragma clang loop vectorize(disable)
-            for (long q = 0; q < w; q++) line[q * cp] = plane[r * w + q];
-        }
-    }
+    channels_last(x, c, h, w, pp + (ph * stride + pw) * cp, stride, cp);
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
             const float *base = pp + (ty * R * stride + tx * R) * cp;
@@ -236,14 +242,7 @@ INLINE void output_grad(const int R, const float *gy, long m, long h, long w, lo
     long th = tiles_of(h, R), tw = tiles_of(w, R), wide = tw * R, mp = padded16(m), xs = topiary_wino_stride(ldt, m);
     /* [th·R][tw·R][mp], zero past the image and in the padding channels since allocation. */
     float *qq = scratch;
-    for (long o = 0; o < m; o++) {
-        const float *plane = gy + o * h * w;
-        for (long r = 0; r < h; r++) {
-            float *line = qq + r * wide * mp + o;
-#pragma clang loop vectorize(disable)
-            for (long q = 0; q < w; q++) line[q * mp] = plane[r * w + q];
-        }
-    }
+    channels_last(gy, m, h, w, qq, wide, mp);
     for (long ty = 0; ty < th; ty++) {
         for (long tx = 0; tx < tw; tx++) {
             const float *base = qq + (ty * R * wide + tx * R) * mp;
