@@ -3,7 +3,9 @@ with the independent implementations, onnx.checker and onnxruntime."""
 import glob
 import json
 import os
+import signal
 import subprocess
+import time
 
 import numpy as np
 import onnx
@@ -32,6 +34,16 @@ def topiary(*args, check=True):
     if check and proc.returncode != 0:
         pytest.fail(f"topiary {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
     return proc
+
+
+def kill_when(pipeline, out, ckpt, timeout=120):
+    """Runs `topiary run pipeline --out out` and kills it (SIGKILL) once `ckpt` exists."""
+    proc = subprocess.Popen([TOPIARY, "run", str(pipeline), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def session(path):

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import FIXTURES, ROOT, check_model, fixture_path, relative_error, session, topiary
+from conftest import FIXTURES, ROOT, check_model, fixture_path, kill_when, relative_error, session, topiary
 from test_prune import prune_and_check
 
 TRAIN = os.path.join(ROOT, "fixtures", "data", "digits_train.npz")
@@ -251,10 +251,6 @@ def test_gradual_pruning_resumed_after_kill_equals_unbroken_run(outdir):
     """Killed after its first epoch's checkpoint (every round done by then), the resumed stage
     masks again from the saved weights: the masked channels are zero, so they rank first and the
     same ones are removed; the final model is the unbroken run's, bit for bit."""
-    import signal
-    import subprocess
-    import time
-    from conftest import TOPIARY
     (outdir / "p.yml").write_text(f"""model: {fixture_path('small_resnet')}
 data: {{train: {TRAIN}, val: {VAL}}}
 stages:
@@ -263,13 +259,8 @@ stages:
   - export: {{path: g.onnx}}
 """)
     topiary("run", outdir / "p.yml", "--out", outdir / "a")
-    proc = subprocess.Popen([TOPIARY, "run", str(outdir / "p.yml"), "--out", str(outdir / "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = outdir / "b" / "state" / "stage1.ckpt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(outdir / "p.yml", outdir / "b", ckpt)
     assert ckpt.exists() and not (outdir / "b" / "g.onnx").exists(), "the run ended before it was killed"
     topiary("run", outdir / "p.yml", "--out", outdir / "b", "--resume")
     a, b = onnx.load(str(outdir / "a" / "g.onnx")), onnx.load(str(outdir / "b" / "g.onnx"))

@@ -4,16 +4,13 @@ sweeps, and report.json against schemas/report.schema.json."""
 import json
 import os
 import re
-import signal
-import subprocess
-import time
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import ROOT, TOPIARY, check_model, session, topiary
+from conftest import ROOT, check_model, kill_when, session, topiary
 
 MODEL = os.path.join(ROOT, "fixtures", "models", "small_resnet.onnx")
 TRAIN = os.path.join(ROOT, "fixtures", "data", "digits_train.npz")
@@ -166,13 +163,8 @@ def test_dry_run_lists_stages_and_writes_nothing(outdir):
 def test_resume_after_kill_equals_unbroken_run(outdir):
     path = write(outdir, pipeline_text(epochs=5))
     topiary("run", path, "--out", outdir / "a")
-    proc = subprocess.Popen([TOPIARY, "run", str(path), "--out", str(outdir / "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = outdir / "b" / "state" / "stage2.ckpt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(path, outdir / "b", ckpt)
     assert ckpt.exists() and not (outdir / "b" / "model.pruned.onnx").exists(), "the run ended before it was killed"
     log = topiary("run", path, "--out", outdir / "b", "--resume").stdout
     assert "resuming after stage 2 of 6" in log
