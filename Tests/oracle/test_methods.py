@@ -178,14 +178,15 @@ def ort_top1(path, data):
     return float((logits.argmax(1) == y).mean()), logits
 
 
-@pytest.mark.parametrize("name", ["small_resnet", "mobilenetv2"])
-def test_gradual_pruning_in_a_pipeline(name, outdir):
+@pytest.mark.parametrize("name, allocation", [("small_resnet", "global"), ("mobilenetv2", "global"), ("mobilenetv2", "hsic")])
+def test_gradual_pruning_in_a_pipeline(name, allocation, outdir):
     """Four rounds spread over the first half of training, each masking more, the target met;
-    the exported model is valid and onnxruntime scores it as Topiary's evaluation did."""
+    the exported model is valid and onnxruntime scores it as Topiary's evaluation did. (hsic
+    gathers calibration statistics again at every round.)"""
     (outdir / "p.yml").write_text(f"""model: {fixture_path(name)}
 data: {{train: {TRAIN}, val: {VAL}}}
 stages:
-  - finetune: {{epochs: 2, lr: 0.02, distill: true, gradual_prune: {{criterion: l2, target: {{flops: 0.5}}, normalise: mean, steps: 4, until: 0.5}}}}
+  - finetune: {{epochs: 2, lr: 0.02, distill: true, gradual_prune: {{criterion: l2, target: {{flops: 0.5}}, allocation: {allocation}, normalise: mean, steps: 4, until: 0.5}}}}
   - evaluate: {{name: gradual}}
   - export: {{path: g.onnx}}
 """)
