@@ -15,6 +15,11 @@ public struct PruningOptions: Sendable {
     /// Output channels (by producing weight's name) that an earlier round already masked: they are
     /// removed again, first, whatever their scores (gradual pruning).
     public var pinned: [String: [Int]] = [:]
+    /// Refit the layers that lose input channels by least squares on the calibration statistics
+    /// (`Compensation`); needs K-FAC factors in the calibration data.
+    public var compensate = false
+    /// Ridge term of that fit, relative to the mean input second moment.
+    public var compensationDamping = 1e-2
 
     public init(criterion: any Importance, allocation: AllocationOptions, ignore: Set<String> = []) {
         self.criterion = criterion
@@ -115,11 +120,21 @@ public enum Pruner {
         let allocation = try exactly.map { Allocation(removed: classes(of: $0, in: analysis)) }
             ?? allocate(analysis, options: options, calibration: calibration, cost: beforeCost, fitness: fitness, clock: &clock)
         clock.lap("allocation")
+        let refit: (DependencyAnalysis) throws -> Void = { a in
+            guard options.compensate else { return }
+            guard let factors = calibration?.kfac, !factors.isEmpty else {
+                throw IRError.unsupported("compensation needs calibration data (topiary prune --data, or data.train in a pipeline)")
+            }
+            try Compensation.apply(a, removing: allocation.removed, factors: factors, damping: options.compensationDamping)
+        }
+        try refit(analysis)
+        if options.compensate { clock.lap("compensation") }
         let widths = analysis.groups.filter { $0.width > 0 }.map { g in
             GroupWidth(group: g.id, producers: g.producers, before: g.width, after: g.classes.filter { !allocation.removed.contains($0) }.count)
         }
         if let masked {
             let maskedAnalysis = try DependencyAnalysis(model: masked, ignore: options.ignore)
+            try refit(maskedAnalysis)
             try Masking.apply(maskedAnalysis, removing: allocation.removed)
             clock.lap("masking")
         }

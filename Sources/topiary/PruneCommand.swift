@@ -29,6 +29,7 @@ struct PruneCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Node, tensor or value names whose channels are never removed.") var ignore: [String] = []
     @Option(help: "How a channel's normalised scores over tied tensors combine: sum, mean or max.") var combine = "sum"
     @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
+    @Flag(help: "Refit the layers that lose input channels by least squares on the calibration data (needs --data).") var compensate = false
     @Option(name: .customLong("write-masked"), help: "Also write the same-shaped model with removed channels zeroed.") var writeMasked: String?
     @Option(help: "Write a JSON report (costs before/after, group widths) to FILE.") var report: String?
 
@@ -53,12 +54,14 @@ struct PruneCommand: ParsableCommand {
             let importance = try Criteria.parse(criterion, seed: seed, combination: ScoreCombination(rawValue: combine)!)
             if (allocation == "search" || allocation == "hsic") && data == nil { throw ValidationError("allocation \(allocation) needs calibration data: add --data FILE") }
             if !importance.requirements.isEmpty && data == nil { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
+            if compensate && data == nil { throw ValidationError("--compensate needs calibration data: add --data FILE") }
             var options = PruningOptions(
                 criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
                 ignore: Set(ignore))
             options.allocation.maxGroupRatio = maxGroupRatio
             options.allocation.normalisation = ScoreNormalisation(rawValue: normalise)!
+            options.compensate = compensate
             if allocation == "search", let data {
                 options.allocation.search = SearchOptions(population: population, generations: generations, seed: seed)
                 options.fitness = SearchFitness.make(train: try Dataset.load(data), validation: nil, seed: seed)

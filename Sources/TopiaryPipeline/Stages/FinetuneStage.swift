@@ -279,6 +279,7 @@ struct GradualPruning {
         guard steps >= 1 else { throw fields["steps"]!.error("steps must be ≥ 1") }
         guard until >= 0 && until < 1 else { throw fields["until"]!.error("until must be in [0, 1): the fraction of training by which the target is reached") }
         if try fields.string("allocation") == "search" { throw fields["allocation"]!.error("gradual_prune does not take allocation: search (a search per round)") }
+        if try fields.bool("compensate") == true { throw fields["compensate"]!.error("gradual_prune does not take compensate (masked channels keep their weights until the end)") }
         fields["steps"] = nil
         fields["until"] = nil
         prune = try PruneStage(fields: fields, node: node, context: &context)

@@ -24,7 +24,7 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "normalise", "ignore", "combine", "seed", "calibration_batches", "search"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "normalise", "ignore", "combine", "seed", "calibration_batches", "search", "compensate"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
@@ -38,6 +38,7 @@ public struct PruneStage: PipelineStage {
     let seed: UInt64?
     let calibrationBatches: Int
     let search: SearchOptions
+    let compensate: Bool
     /// Where the target is, for errors found once the model is analysed.
     let targetNode: SpecNode?
 
@@ -103,11 +104,15 @@ public struct PruneStage: PipelineStage {
         guard let comb = ScoreCombination(rawValue: c) else { throw fields["combine"]!.error("combine must be sum, mean or max") }
         combine = comb
         seed = try fields.int("seed").map { UInt64($0) }
+        compensate = try fields.bool("compensate") ?? false
+        if compensate && !context.spec.train {
+            throw fields["compensate"]!.error("compensate needs calibration data: add data.train to the pipeline")
+        }
         context.pruned = true
     }
 
     public var resolved: [String: Any] {
-        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "normalise": normalisation.rawValue, "ignore": ignore, "combine": combine.rawValue]
+        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "normalise": normalisation.rawValue, "ignore": ignore, "combine": combine.rawValue, "compensate": compensate]
         if allocation == .search { out["search"] = ["population": search.population, "generations": search.generations, "mutation_rate": search.mutationRate] }
         switch target {
         case .ratio(let r): out["target"] = ["ratio": r]
@@ -123,8 +128,10 @@ public struct PruneStage: PipelineStage {
         var a = AllocationOptions(target: target, strategy: allocation, roundTo: roundTo, minChannels: minChannels)
         a.maxGroupRatio = maxGroupRatio
         a.normalisation = normalisation
-        return PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
-                              allocation: a, ignore: Set(ignore))
+        var o = PruningOptions(criterion: (try? Criteria.parse(criterion, seed: seed ?? runSeed, combination: combine)) ?? MagnitudeImportance(norm: 2),
+                               allocation: a, ignore: Set(ignore))
+        o.compensate = compensate
+        return o
     }
 
     public func run(_ run: RunContext, index: Int) throws {
@@ -168,6 +175,7 @@ public struct PruneStage: PipelineStage {
             var o = options(seed: seed)
             if !o.criterion.requirements.isEmpty { o.criterion = MagnitudeImportance(norm: 2) }
             if o.allocation.strategy == .hsic || o.allocation.strategy == .search { o.allocation.strategy = .global }
+            o.compensate = false
             do { _ = try Pruner.prune(probe, options: o) } catch let e as UnreachableTarget {
                 throw (targetNode ?? SpecNode(.init(""), file: "")).error(e.description)
             }
