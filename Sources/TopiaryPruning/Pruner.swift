@@ -108,11 +108,15 @@ public enum Pruner {
         clock.lap("dependency analysis")
         var fitness: ((Set<Int>) throws -> Double)?
         if options.allocation.strategy == .search, let score = options.fitness, exactly == nil {
-            // Each candidate: a copy of the model with its removed channels zeroed.
+            // Each candidate: a copy of the model with its removed channels zeroed (and the layers
+            // that lose them refitted, with compensation: candidates are judged as they would start).
             let base = try ModelFile.encode(model)
+            let factors = options.compensate ? calibration?.kfac : nil
+            let damping = options.compensationDamping
             fitness = { removed in
                 let candidate = try base.withUnsafeBytes { try ModelFile.decode($0) }
                 let a = try DependencyAnalysis(model: candidate, ignore: options.ignore)
+                if let factors { try Compensation.apply(a, removing: removed, factors: factors, damping: damping) }
                 try Masking.apply(a, removing: removed)
                 return try score(candidate)
             }
