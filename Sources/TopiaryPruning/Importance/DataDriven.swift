@@ -117,10 +117,7 @@ public struct HessianImportance: Importance {
         guard let calibration, !calibration.kfac.isEmpty else {
             throw IRError.unsupported("the hessian criterion needs calibration data (topiary prune --data, or data.train in a pipeline)")
         }
-        let graph = analysis.model.graph
-        var normalisation: [String: Node] = [:]
-        for n in graph.nodes where n.opType == "BatchNormalization" { if let x = n.input(0) { normalisation[x] = n } }
-        let nodes = Dictionary(graph.nodes.map { ($0.label, $0) }, uniquingKeysWith: { a, _ in a })
+        let (nodes, normalisation) = LayerLookup.tables(analysis.model.graph)
         var acc = ClassScores(classes: analysis.classes.count, combination: .sum)
         for m in analysis.members where m.role == .producer {
             guard let f = calibration.kfac[m.tensor], let t = analysis.graph.constants[m.tensor], let v = t.floatValues(),
@@ -130,5 +127,15 @@ public struct HessianImportance: Importance {
             acc.addRaw(imp, classes: analysis.classIDs(m.atoms))
         }
         return acc.result
+    }
+}
+
+/// The model's nodes by label, and its BatchNormalization nodes by the value they normalise: what
+/// the users of K-FAC statistics (hessian scores, compensation) look up for each layer.
+enum LayerLookup {
+    static func tables(_ graph: Graph) -> (nodes: [String: Node], normalisation: [String: Node]) {
+        var normalisation: [String: Node] = [:]
+        for n in graph.nodes where n.opType == "BatchNormalization" { if let x = n.input(0) { normalisation[x] = n } }
+        return (Dictionary(graph.nodes.map { ($0.label, $0) }, uniquingKeysWith: { a, _ in a }), normalisation)
     }
 }

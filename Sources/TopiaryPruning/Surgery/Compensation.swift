@@ -98,9 +98,7 @@ public enum Compensation {
     @discardableResult
     static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>, factors: [String: KFACFactors], damping: Double) throws -> Int {
         let graph = analysis.model.graph
-        let nodes = Dictionary(graph.nodes.map { ($0.label, $0) }, uniquingKeysWith: { a, _ in a })
-        var normalisation: [String: Node] = [:]
-        for n in graph.nodes where n.opType == "BatchNormalization" { if let x = n.input(0) { normalisation[x] = n } }
+        let (nodes, normalisation) = LayerLookup.tables(graph)
         let index = graph.initializerIndex()
         var refitted = 0
         for member in analysis.members where member.role == .consumer {
