@@ -198,10 +198,15 @@ public final class Program {
     }
 
     /// Backpropagates `outputGradient` (same size as the first output) into every gradient buffer.
-    public func backward(_ outputGradient: UnsafeBufferPointer<Float>) {
+    /// `seeds` are gradients of further loss terms on inner values, added before the pass.
+    public func backward(_ outputGradient: UnsafeBufferPointer<Float>, seeds: [(id: Int, grad: UnsafePointer<Float>)] = []) {
         store.zeroGrads()
         guard let g = store.grads[outputIDs[0]] else { return }
         g.update(from: outputGradient.baseAddress!, count: outputGradient.count)
+        for (id, seed) in seeds {
+            guard let buffer = store.grads[id] else { continue }
+            Parallel.forEach(store.count(id)) { r in Vec.add(buffer + r.lowerBound, seed + r.lowerBound, r.count) }
+        }
         for k in kernels.reversed() { k.backward(store) }
     }
 

@@ -45,6 +45,9 @@ public struct PruningResult {
     public var before: CostTotals
     public var after: CostTotals
     public var widths: [GroupWidth]
+    /// Activations (by value name) whose channel axis 1 lost channels: the kept positions in the
+    /// unpruned model, in order (feature distillation matches them to the teacher's).
+    public var keptChannels: [String: [Int]] = [:]
     /// Seconds spent in each phase, in order.
     public var timings: [(phase: String, seconds: Double)]
 }
@@ -142,6 +145,7 @@ public enum Pruner {
             try Masking.apply(maskedAnalysis, removing: allocation.removed)
             clock.lap("masking")
         }
+        let kept = analysis.keptChannels(removing: allocation.removed)
         let surgery: Surgery.Outcome
         do {
             surgery = try Surgery.apply(analysis, removing: allocation.removed)
@@ -164,7 +168,7 @@ public enum Pruner {
         // background queue rather than before this call returns.
         let garbage = Garbage((analysis, shapes, beforeCost, afterCost, surgery))
         DispatchQueue.global(qos: .utility).async { garbage.drop() }
-        return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths, timings: clock.timings)
+        return PruningResult(model: model, masked: masked, before: beforeCost.totals, after: afterCost.totals, widths: widths, keptChannels: kept, timings: clock.timings)
     }
 
     /// Soft pruning: zeroes, in place and without changing any shape, the channels a pruning run

@@ -336,3 +336,34 @@ def test_compensation_needs_data_and_works_in_a_pipeline(outdir):
     val = np.load(VAL)
     x, y = val["x"].astype(np.float32), val["y"].astype(np.int64)
     assert digits_loss(model, x if x.ndim == 4 else x[:, None], y)[1] > 0.8
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "dense_inception", "mobilenetv2"])
+def test_feature_distillation_in_a_pipeline(name, outdir):
+    """distill_features pulls the maps every layer reads towards the unpruned teacher's, on the
+    channels pruning kept: the pruned, fine-tuned model is valid, runs in onnxruntime and predicts
+    the digits."""
+    p = outdir / "p.yml"
+    p.write_text(f"model: {fixture_path(name)}\ndata: {{train: {TRAIN}, val: {VAL}}}\nstages:\n"
+                 "  - prune: {target: {flops: 0.5}}\n"
+                 "  - finetune: {epochs: 1, distill: true, distill_features: 3}\n  - export: {path: model.pruned.onnx}\n")
+    proc = topiary("run", p, "--out", outdir / "run")
+    maps = re.search(r"distilling (\d+) feature map\(s\) from the teacher", proc.stdout + proc.stderr)
+    assert maps and int(maps.group(1)) >= 3, proc.stdout + proc.stderr
+    model = outdir / "run" / "model.pruned.onnx"
+    check_model(str(model))
+    assert "distill_features: 3" in (outdir / "run" / "pipeline.resolved.yml").read_text()
+    val = np.load(VAL)
+    x, y = val["x"].astype(np.float32), val["y"].astype(np.int64)
+    assert digits_loss(model, x if x.ndim == 4 else x[:, None], y)[1] > 0.5
+
+
+@pytest.mark.parametrize("finetune,message", [
+    ("{epochs: 1, distill_features: 1}", "distill_features needs distill: true"),
+    ("{epochs: 1, distill: true, distill_features: -1}", "distill_features must be ≥ 0"),
+])
+def test_feature_distillation_bad_settings(finetune, message, outdir):
+    p = outdir / "p.yml"
+    p.write_text(f"model: {fixture_path('small_resnet')}\ndata: {{train: {TRAIN}}}\nstages:\n  - prune: {{target: {{flops: 0.5}}}}\n  - finetune: {finetune}\n")
+    proc = topiary("validate", p, check=False)
+    assert proc.returncode == 1 and f"{p}:5:" in proc.stderr and message in proc.stderr, proc.stderr

@@ -7,11 +7,15 @@ public struct LossOptions: Sendable, Codable, Equatable {
     /// Weight of the distillation term (0: none); the hard-label term gets 1 − weight.
     public var distillWeight: Float = 0
     public var temperature: Float = 4
+    /// Weight of feature distillation (0: none): the mean, over the feature maps the student
+    /// shares with its teacher, of their squared difference relative to the teacher's energy.
+    public var featureWeight: Float = 0
 
-    public init(labelSmoothing: Float = 0, distillWeight: Float = 0, temperature: Float = 4) {
+    public init(labelSmoothing: Float = 0, distillWeight: Float = 0, temperature: Float = 4, featureWeight: Float = 0) {
         self.labelSmoothing = labelSmoothing
         self.distillWeight = distillWeight
         self.temperature = temperature
+        self.featureWeight = featureWeight
     }
 }
 

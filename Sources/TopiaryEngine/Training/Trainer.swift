@@ -67,12 +67,26 @@ public final class Trainer {
     public var inputShape: [Int] { program.inputShape }
     public var outputShape: [Int] { program.outputShape }
 
-    public init(model: Model, options: TrainingOptions, teacher: Model? = nil) throws {
+    /// Feature distillation from the teacher, when `options.loss.featureWeight` > 0.
+    let features: FeatureDistillation?
+    /// Feature maps distilled from the teacher (names), in the model's node order.
+    public var distilledFeatures: [String] { features?.matches.map(\.name) ?? [] }
+
+    /// With a teacher, `teacherChannels` maps each feature map that lost channels to the teacher
+    /// positions of the channels kept (feature distillation; `PruningResult.keptChannels`).
+    public init(model: Model, options: TrainingOptions, teacher: Model? = nil, teacherChannels: [String: [Int]] = [:]) throws {
         self.options = options
         setComputeThreads(options.threads)
         let program = try Program(model: model, batch: options.batch, trainable: true)
         self.program = program
-        self.teacher = try teacher.map { try Program(model: $0, batch: options.batch, trainable: false) }
+        let teacherProgram = try teacher.map { try Program(model: $0, batch: options.batch, trainable: false) }
+        self.teacher = teacherProgram
+        if options.loss.featureWeight > 0 {
+            guard let teacherProgram else { throw EngineError.unsupported("feature distillation needs a teacher") }
+            features = try FeatureDistillation(model: model, student: program, teacher: teacherProgram, kept: teacherChannels, weight: options.loss.featureWeight)
+        } else {
+            features = nil
+        }
         optimizer = Optimizer(options: options.optimizer, sizes: program.parameters.indices.map { program.parameter($0).count })
         rng = SplitMix(seed: options.seed)
     }
@@ -110,14 +124,15 @@ public final class Trainer {
                     }
                 }
                 let lr = options.schedule.rate(epoch: Double(epoch) + Double(k) / Double(batches), total: options.epochs)
-                let (loss, ok) = input.withUnsafeBufferPointer { x -> (Double, Int) in
+                var (loss, ok) = input.withUnsafeBufferPointer { x -> (Double, Int) in
                     let teacherOut = teacher?.forward(x, training: false)
                     let logits = program.forward(x, training: true)
                     return grad.withUnsafeMutableBufferPointer { g in
                         Loss.crossEntropy(logits: logits, labels: labels[...], classes: classes, options: options.loss, teacher: teacherOut, grad: g)
                     }
                 }
-                grad.withUnsafeBufferPointer { program.backward($0) }
+                if let features, let teacher { loss += features.loss(student: program, teacher: teacher) }
+                grad.withUnsafeBufferPointer { program.backward($0, seeds: features?.seeds ?? []) }
                 optimizer.update(program, lr: lr)
                 for z in heldAtZero { program.zero(z) }
                 lossSum += loss

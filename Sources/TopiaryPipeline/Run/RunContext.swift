@@ -9,6 +9,9 @@ public final class RunContext {
     public let outDir: String
     public internal(set) var model: Model
     var teacher: Model?
+    /// For the teacher's feature maps that lost channels since: the teacher positions of the
+    /// current model's channels (feature distillation).
+    var teacherChannels: [String: [Int]] = [:]
     public internal(set) var record: RunRecord
     let log: (String) -> Void
     let progress: ((TrainingProgress) -> Void)?
@@ -42,6 +45,19 @@ public final class RunContext {
         if !spec.data.mean.isEmpty { d.normalise(mean: spec.data.mean, std: spec.data.std.isEmpty ? spec.data.mean.map { _ in 1 } : spec.data.std) }
         datasets[which] = d
         return d
+    }
+
+    /// Records a pruning of the current model: with `freshTeacher` the teacher is the model just
+    /// before it, otherwise the older teacher stays and the channel maps compose.
+    func pruned(keeping kept: [String: [Int]], freshTeacher: Bool) {
+        guard !freshTeacher else {
+            teacherChannels = kept
+            return
+        }
+        for (name, positions) in kept {
+            let older = teacherChannels[name]
+            teacherChannels[name] = older.map { o in positions.map { o[$0] } } ?? positions
+        }
     }
 
     /// Replaces the current model.

@@ -17,6 +17,8 @@ struct Progress: Codable {
     var completed: Int
     var pipelineDigest: String
     var hasTeacher: Bool
+    /// `RunContext.teacherChannels` (absent in snapshots from before feature distillation).
+    var teacherChannels: [String: [Int]]?
     var record: RunRecord
 }
 
@@ -87,6 +89,7 @@ public enum PipelineRunner {
         var model = original
         var record = RunRecord(pipeline: spec.file, model: spec.model, seed: spec.seed)
         var teacher: Model?
+        var teacherChannels: [String: [Int]] = [:]
         let progressPath = options.outDir + "/state/progress.json"
         if options.resume, let data = fm.contents(atPath: progressPath) {
             let p = try JSONDecoder().decode(Progress.self, from: data)
@@ -97,6 +100,7 @@ public enum PipelineRunner {
             record = p.record
             model = try ModelFile.load(options.outDir + "/state/model.onnx")
             if p.hasTeacher { teacher = try ModelFile.load(options.outDir + "/state/teacher.onnx") }
+            teacherChannels = p.teacherChannels ?? [:]
             log("resuming after stage \(first) of \(spec.stages.count)")
         } else {
             try? fm.removeItem(atPath: progressPath)
@@ -104,6 +108,7 @@ public enum PipelineRunner {
         }
         let context = RunContext(spec: spec, outDir: options.outDir, model: model, record: record, resume: options.resume, log: log, progress: options.progress)
         context.teacher = teacher
+        context.teacherChannels = teacherChannels
         for i in first..<spec.stages.count {
             let stage = spec.stages[i]
             log("[\(i + 1)/\(spec.stages.count)] \(stage.label)")
@@ -123,7 +128,7 @@ public enum PipelineRunner {
             // Snapshot for --resume: the model, the teacher, and the record so far.
             try ModelFile.save(context.model, to: options.outDir + "/state/model.onnx", externalData: .inline)
             if let t = context.teacher { try ModelFile.save(t, to: options.outDir + "/state/teacher.onnx", externalData: .inline) }
-            let p = Progress(completed: i + 1, pipelineDigest: digest, hasTeacher: context.teacher != nil, record: context.record)
+            let p = Progress(completed: i + 1, pipelineDigest: digest, hasTeacher: context.teacher != nil, teacherChannels: context.teacherChannels, record: context.record)
             try JSONEncoder().encode(p).write(to: URL(fileURLWithPath: progressPath), options: .atomic)
         }
         context.record.seconds += Date().timeIntervalSince(start)

@@ -9,8 +9,8 @@ import TopiaryPruning
 public struct FinetuneStage: PipelineStage {
     public static let key = "finetune"
     public static let keys = ["epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "step_epochs", "gamma",
-                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "crop_padding", "flip", "soft_prune",
-                              "gradual_prune"]
+                              "warmup_epochs", "label_smoothing", "distill", "distill_weight", "temperature", "distill_features", "crop_padding", "flip",
+                              "soft_prune", "gradual_prune"]
     var options = TrainingOptions()
     let distill: Bool
     /// Soft filter pruning: every `every` epochs zero the lowest-L2 channels of each group at
@@ -44,7 +44,11 @@ public struct FinetuneStage: PipelineStage {
         }
         if distill && !context.pruned { throw fields["distill"]!.error("distill needs an earlier prune stage (the teacher is the model before pruning)") }
         options.loss = LossOptions(labelSmoothing: try fields.float("label_smoothing") ?? 0, distillWeight: distill ? try fields.float("distill_weight") ?? 0.5 : 0,
-                                   temperature: try fields.float("temperature") ?? 4)
+                                   temperature: try fields.float("temperature") ?? 4, featureWeight: try fields.float("distill_features") ?? 0)
+        if let f = fields["distill_features"] {
+            guard options.loss.featureWeight >= 0 else { throw f.error("distill_features must be ≥ 0 (the weight of feature distillation)") }
+            guard distill else { throw f.error("distill_features needs distill: true (the features come from the same teacher)") }
+        }
         guard (0..<1).contains(options.loss.labelSmoothing) else { throw fields["label_smoothing"]!.error("label_smoothing must be in [0, 1)") }
         options.cropPadding = try fields.int("crop_padding") ?? 0
         options.flip = try fields.bool("flip") ?? false
@@ -66,31 +70,34 @@ public struct FinetuneStage: PipelineStage {
          "momentum": options.optimizer.momentum, "nesterov": options.optimizer.nesterov, "weight_decay": options.optimizer.weightDecay,
          "schedule": options.schedule.kind.rawValue, "step_epochs": options.schedule.stepEpochs, "gamma": options.schedule.gamma,
          "warmup_epochs": options.schedule.warmupEpochs, "label_smoothing": options.loss.labelSmoothing, "distill": distill,
-         "distill_weight": options.loss.distillWeight, "temperature": options.loss.temperature, "crop_padding": options.cropPadding, "flip": options.flip]
+         "distill_weight": options.loss.distillWeight, "temperature": options.loss.temperature,
+         "distill_features": options.loss.featureWeight, "crop_padding": options.cropPadding, "flip": options.flip]
             .merging(softPrune.map { ["soft_prune": ["ratio": $0.ratio, "every": $0.every]] } ?? [:]) { a, _ in a }
             .merging(gradual.map { ["gradual_prune": $0.prune.resolved.merging(["steps": $0.steps, "until": $0.until]) { a, _ in a }] } ?? [:]) { a, _ in a }
     }
 
     public var label: String {
-        "finetune \(options.epochs) epoch(s)" + (distill ? " with distillation" : "") + (softPrune.map { " with soft pruning at \($0.ratio)" } ?? "")
+        "finetune \(options.epochs) epoch(s)" + (distill ? (options.loss.featureWeight > 0 ? " with feature distillation" : " with distillation") : "") + (softPrune.map { " with soft pruning at \($0.ratio)" } ?? "")
             + (gradual.map { " with gradual pruning to \($0.prune.targetText)" } ?? "")
     }
 
     public func run(_ run: RunContext, index: Int) throws {
         if let gradual { return try runGradual(run, index: index, gradual) }
         guard let sp = softPrune else {
-            try train(run.model, teacher: distill ? run.teacher : nil, run: run, checkpoint: run.statePath("stage\(index).ckpt"), record: index)
+            try train(run.model, teacher: distill ? run.teacher : nil, channels: run.teacherChannels, run: run,
+                      checkpoint: run.statePath("stage\(index).ckpt"), record: index)
             return
         }
         // Soft filter pruning (SFP): the model keeps its shape while training; zeroed filters may grow back.
         var teacher: Model?
+        let olderTeacher = run.teacher != nil
         if distill { teacher = try run.teacher ?? Pruner.copy(run.model) }
         try Pruner.prepare(run.model)
         let prune = PruningOptions(criterion: MagnitudeImportance(norm: 2), allocation: AllocationOptions(target: .ratio(sp.ratio), strategy: .uniform))
         var o = options
         o.seed = run.spec.seed
         o.threads = run.spec.threads
-        let trainer = try Trainer(model: run.model, options: o, teacher: teacher)
+        let trainer = try Trainer(model: run.model, options: o, teacher: teacher, teacherChannels: olderTeacher ? run.teacherChannels : [:])
         var previous: [String: [Int]] = [:]
         var soft = RunRecord.SoftPruning(stage: index, ratio: sp.ratio, rounds: [])
         let reports = try trainer.fit(train: try run.dataset("train"), validation: run.spec.data.val != nil ? try run.dataset("val") : nil,
@@ -117,6 +124,7 @@ public struct FinetuneStage: PipelineStage {
         trainer.writeBack(into: run.model)
         run.record.finetune.append(.init(stage: index, epochs: reports))
         let result = try Pruner.prune(run.model, options: prune)
+        run.pruned(keeping: result.keptChannels, freshTeacher: !olderTeacher)
         run.record.softPruning.append(soft)
         run.record.pruning.append(.init(stage: index, criterion: "l2 (soft)", target: "ratio \(sp.ratio)", before: result.before, after: result.after, groups: result.widths))
         run.teacher = teacher
@@ -165,6 +173,7 @@ public struct FinetuneStage: PipelineStage {
         trainer.writeBack(into: run.model)
         run.record.finetune.append(.init(stage: index, epochs: reports))
         let result = try Pruner.prune(run.model, options: try gradual.prune.runOptions(run), exactly: masked)
+        run.pruned(keeping: result.keptChannels, freshTeacher: true)
         run.record.gradualPruning.append(record)
         run.record.pruning.append(.init(stage: index, criterion: gradual.prune.criterion + " (gradual)", target: gradual.prune.targetText,
                                         before: result.before, after: result.after, groups: result.widths))
@@ -176,11 +185,12 @@ public struct FinetuneStage: PipelineStage {
     }
 
     /// Trains `model` in place.
-    func train(_ model: Model, teacher: Model?, run: RunContext, checkpoint: String?, record index: Int?) throws {
+    func train(_ model: Model, teacher: Model?, channels: [String: [Int]], run: RunContext, checkpoint: String?, record index: Int?) throws {
         var o = options
         o.seed = run.spec.seed
         o.threads = run.spec.threads
-        let trainer = try Trainer(model: model, options: o, teacher: teacher)
+        let trainer = try Trainer(model: model, options: o, teacher: teacher, teacherChannels: channels)
+        if !trainer.distilledFeatures.isEmpty { run.log("distilling \(trainer.distilledFeatures.count) feature map(s) from the teacher") }
         let val = run.spec.data.val != nil ? try run.dataset("val") : nil
         let reports = try trainer.fit(train: try run.dataset("train"), validation: val, checkpoint: checkpoint, resume: run.resume, progress: run.progress)
         trainer.writeBack(into: model)
@@ -248,7 +258,7 @@ public struct SweepStage: PipelineStage {
                 let teacher = try Pruner.copy(run.model)
                 let p = try stage(t, criterion, context: &context)
                 let result = try Pruner.prune(model, options: try p.runOptions(run), calibration: try p.calibration(run))
-                if let f = finetune { try f.train(model, teacher: f.distill ? teacher : nil, run: run, checkpoint: nil, record: nil) }
+                if let f = finetune { try f.train(model, teacher: f.distill ? teacher : nil, channels: result.keptChannels, run: run, checkpoint: nil, record: nil) }
                 var point = RunRecord.SweepPoint(criterion: criterion, target: t.1, flops: result.after.flops, params: result.after.params)
                 if run.spec.data.val != nil {
                     let m = try Evaluator.evaluate(model: model, data: try run.dataset("val"), threads: run.spec.threads)

@@ -143,6 +143,7 @@ public struct PruneStage: PipelineStage {
             if let n = targetNode { throw n.error(e.description) }
             throw e
         }
+        run.pruned(keeping: result.keptChannels, freshTeacher: true)
         run.record.pruning.append(.init(stage: index, criterion: criterion, target: targetText, before: result.before, after: result.after, groups: result.widths))
         run.log(String(format: "pruned: params %@ -> %@, FLOPs %@ -> %@ (%.3f kept)", ReportRenderer.count(result.before.params), ReportRenderer.count(result.after.params),
                        ReportRenderer.count(result.before.flops), ReportRenderer.count(result.after.flops), Double(result.after.flops) / Double(max(result.before.flops, 1))))

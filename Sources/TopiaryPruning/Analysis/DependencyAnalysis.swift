@@ -145,4 +145,16 @@ public final class DependencyAnalysis {
 
     /// The model analysed.
     public var model: Model { graph.model }
+
+    /// For every activation whose channel axis loses channels when `removed` goes: the positions
+    /// (in the unpruned tensor) of the channels that stay, in order. What ties a pruned network's
+    /// features to its unpruned teacher's.
+    func keptChannels(removing removed: Set<Int>) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for (name, layout) in graph.layouts {
+            guard layout.axis == 1, layout.atoms.contains(where: { removed.contains(atomClass[$0]) }) else { continue }
+            out[name] = layout.atoms.indices.filter { !removed.contains(atomClass[layout.atoms[$0]]) }
+        }
+        return out
+    }
 }
