@@ -77,22 +77,8 @@ public enum Pruner {
     /// constants, and `Identity` copies of weights become weights of their own.
     public static func prepare(_ model: Model) throws {
         try FreezeShapeInputs.run(model)
-        let graph = model.graph
-        if graph.nodes.contains(where: { $0.opType == "Identity" }) {
-            let outputs = Set(graph.outputs.map(\.name))
-            let weights = graph.initializerIndex()
-            var copies: [Tensor] = []
-            graph.nodes.removeAll { node in
-                guard node.opType == "Identity", let i = node.input(0), let o = node.outputs.first, !outputs.contains(o),
-                      let w = weights[i] else { return false }
-                var t = graph.initializers[w]
-                t.name = o
-                copies.append(t)
-                return true
-            }
-            graph.initializers.append(contentsOf: copies)
-        }
-        graph.removeDeadCode()
+        UntieWeightCopies.run(model)
+        model.graph.removeDeadCode()
     }
 
     /// Prunes `model` in place (after `prepare`).

@@ -74,7 +74,10 @@ public final class Trainer {
 
     /// With a teacher, `teacherChannels` maps each feature map that lost channels to the teacher
     /// positions of the channels kept (feature distillation; `PruningResult.keptChannels`).
+    /// Weights an exporter handed out through Identity copies become weights of their own in
+    /// `model` first (`UntieWeightCopies`): each trains separately, as in the framework it came from.
     public init(model: Model, options: TrainingOptions, teacher: Model? = nil, teacherChannels: [String: [Int]] = [:]) throws {
+        UntieWeightCopies.run(model)
         self.options = options
         setComputeThreads(options.threads)
         let program = try Program(model: model, batch: options.batch, trainable: true)
