@@ -225,10 +225,13 @@ stages:
 
 def test_gradual_pruning_in_one_round_is_prune_then_finetune(outdir):
     """One round at the start masks what a prune stage removes; the masked channels, held at zero,
-    leave the rest of the network the same gradients, so both runs end with the same model (up to
-    rounding: five steps on 320 images; over many steps rounding differences grow chaotically)."""
+    leave the rest of the network the same gradients, so both runs end with the same model up to
+    rounding. Three steps on 192 images: the full-width and the pruned convolutions sum in different
+    orders (other kernels), and once a pre-activation that close to zero changes side of a ReLU the
+    two runs part by about 1e-4 in a step (seen at the fourth step on a machine without AVX-512); the
+    rounding part stays below 1e-6. Masking other channels than the prune removes gives 0.2-0.6."""
     d = np.load(TRAIN)
-    np.savez(outdir / "train.npz", x=d["x"][:320], y=d["y"][:320])
+    np.savez(outdir / "train.npz", x=d["x"][:192], y=d["y"][:192])
 
     def run_pipeline(tag, stages):
         (outdir / f"{tag}.yml").write_text(f"""model: {fixture_path('small_resnet')}
@@ -246,7 +249,7 @@ stages:
     assert shapes(a) == shapes(b)
     _, la = ort_top1(a, VAL)
     _, lb = ort_top1(b, VAL)
-    assert relative_error(la, lb) < 2e-5
+    assert relative_error(la, lb) < 1e-3
     _, l0 = ort_top1(fixture_path("small_resnet"), VAL)
     assert relative_error(l0, lb) > 0.01  # training moved it
 
