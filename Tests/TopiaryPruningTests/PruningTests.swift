@@ -243,6 +243,38 @@ import TopiaryTestSupport
         #expect(model.graph.initializers.first { $0.name == "wa" }?.floatValues() == Array(wa[27...]))
     }
 
+    /// Uniform allocation under a FLOPs target: one ratio for both groups, rounded, then what the
+    /// rounding left of the budget given back while the target holds. At every target the result
+    /// meets it and is full: giving either group one more channel would break it. Without the
+    /// give-back both groups always keep the same width and some targets leave a channel's worth
+    /// of budget unspent.
+    @Test func uniformUnderACostTargetSpendsTheBudget() throws {
+        let model = twoGroupModel()
+        let shapes = try ShapeInference.run(model)
+        let cost = try CostModel.analyse(model.graph, shapes: shapes)
+        let analysis = try DependencyAnalysis(model: model, shapes: shapes)
+        let estimator = CostEstimator(analysis: analysis, cost: cost)
+        let groups = analysis.groups.filter(\.isPrunable)
+        #expect(groups.count == 2)
+        let scores = try MagnitudeImportance(norm: 2).scores(analysis, calibration: nil)
+        var uneven = 0
+        for target in stride(from: 0.2, through: 0.95, by: 0.05) {
+            let options = AllocationOptions(target: .flops(target), strategy: .uniform)
+            let removed = try Allocation.allocate(analysis, scores: scores, options: options, makeEstimator: { estimator }).removed
+            #expect(estimator.estimate(removing: removed).flops <= target * estimator.base.flops + 1e-9)
+            let kept = groups.map { g in g.classes.filter { !removed.contains($0) }.count }
+            if kept[0] != kept[1] { uneven += 1 }
+            for g in groups {
+                let gone = g.classes.filter { removed.contains($0) }
+                guard let back = gone.first else { continue }
+                // Whichever removed channel comes back, the cost is the same.
+                let more = estimator.estimate(removing: removed.subtracting([back])).flops
+                #expect(more > target * estimator.base.flops, "target \(target): group \(g.producers) could keep one more channel")
+            }
+        }
+        #expect(uneven > 0)
+    }
+
     /// max_group_ratio bounds what any group loses, whatever the ranking wants.
     @Test func maxGroupRatioBoundsEveryGroup() throws {
         var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .ratio(0.6), strategy: .global))
