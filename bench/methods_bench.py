@@ -93,6 +93,18 @@ def tp_prune(model, importance, x, y, macs_keep, global_pruning):
     return best
 
 
+def topiary_totals(path, topiary=TOPIARY):
+    """Params, MACs and FLOPs of an ONNX model by Topiary's cost model (docs/cost-model.md), so that
+    Torch-Pruning's models and Topiary's are counted by one counter."""
+    out = subprocess.run([topiary, "report", path, "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["totals"]
+
+
+def export(module, path):
+    torch.onnx.export(copy.deepcopy(module).eval(), (torch.randn(1, 1, 28, 28),), path, dynamo=False, opset_version=17,
+                      training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
+
+
 def from_onnx(module, path):
     """The PyTorch module with the weights of its own ONNX export (initializers carry the
     state_dict names), so a --reuse run can prune the same base with Torch-Pruning again."""
@@ -151,10 +163,9 @@ def main():
         t0 = time.time()
         train(base, x, y, args.train_epochs, 0.05)
         base_acc = accuracy(base, xt, yt)
-        torch.onnx.export(base.eval(), (torch.randn(1, 1, 28, 28),), base_path, dynamo=False, opset_version=17,
-                          training=torch.onnx.TrainingMode.PRESERVE, input_names=["input"], output_names=["logits"])
+        export(base, base_path)
         print(f"base {args.arch}: test top-1 {base_acc:.4f} after {args.train_epochs} epochs ({time.time() - t0:.0f} s)", flush=True)
-        rows = [("unpruned", "", 1.0, base_acc)]
+        rows = [("unpruned", "", 1.0, base_acc, 1.0, 1.0)]
         save(rows)
     # Torch-Pruning: magnitude and Taylor, uniform and global, fine-tuned in PyTorch.
     tp_runs = [(imp, glob) for imp in ("magnitude", "taylor") for glob in (False, True)]
@@ -172,9 +183,15 @@ def main():
         found = tp_prune(base, imp, x, y, args.macs, glob)
         if found is None:
             continue
-        m, kept = found
+        m, tp_kept = found
         train(m, x, y, args.finetune_epochs, 0.01, seed=args.seed)
-        rows.append((f"Torch-Pruning {name}{suffix}", "global" if glob else "uniform", kept, accuracy(m, xt, yt)))
+        # Counted by Topiary's cost model like the Topiary rows; Torch-Pruning's own count (its
+        # counter includes more than convolutions and linear layers) is kept beside it.
+        pruned_path = os.path.join(OUT, f"tp-{imp_name}-{'global' if glob else 'uniform'}{f'-seed{args.seed}' if args.seed else ''}.onnx")
+        export(m, pruned_path)
+        before, after = topiary_totals(base_path, args.topiary), topiary_totals(pruned_path, args.topiary)
+        rows.append((f"Torch-Pruning {name}{suffix}", "global" if glob else "uniform", after["macs"] / before["macs"], accuracy(m, xt, yt),
+                     after["flops"] / before["flops"], tp_kept))
         save(rows)
         print(rows[-1], flush=True)
     # Topiary: every criterion with global allocation, plus the automatic allocations.
@@ -211,14 +228,17 @@ stages:
         subprocess.run([args.topiary, "run", pipeline, "--out", run], check=True, capture_output=True)
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
+        flops_kept = r["reports"]["after"]["totals"]["flops"] / r["reports"]["before"]["totals"]["flops"]
         rows.append((f"Topiary {criterion}" + (" + compensation" if comp else "") + ((f" + distillation ({args.distill_weight}, T {args.temperature:g})" if (args.distill_weight, args.temperature) != (0.5, 4) else " + distillation") if distill else "") + (f" + feature distillation ({args.feature_weight:g})" if feat else "") + (", gradual" if gradual else "") + suffix,
                      allocation + (" (mean-normalised)" if mean else ""), kept,
-                     r["evaluations"][-1]["top1"]))
+                     r["evaluations"][-1]["top1"], flops_kept, None))
         save(rows)
         print(rows[-1], flush=True)
-    print("\n| method | allocation | MACs kept | test top-1 |\n|---|---|---:|---:|")
-    for name, alloc, kept, acc in rows:
-        print(f"| {name} | {alloc} | {kept:.3f} | {acc:.4f} |")
+    print("\n| method | allocation | MACs kept | FLOPs kept | test top-1 |\n|---|---|---:|---:|---:|")
+    for row in rows:
+        name, alloc, kept, acc = row[:4]
+        flops = f"{row[4]:.3f}" if len(row) > 4 and row[4] is not None else ""
+        print(f"| {name} | {alloc} | {kept:.3f} | {flops} | {acc:.4f} |")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def main():
         x = left + (v - lo) / (hi - lo) * width
         out.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 30}" stroke="#e0e0e0"/>')
         out.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle" fill="#555">{v * 100:.0f}%</text>')
-    for i, (name, alloc, kept, acc) in enumerate(rows):
+    for i, (name, alloc, kept, acc) in enumerate(r[:4] for r in rows):
         y = top + i * (bar_h + gap)
         colour = next((c for k, c in colours.items() if name.startswith(k)), "#2b6cb0")
         label = f"{name} ({alloc})" if alloc else name

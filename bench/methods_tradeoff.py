@@ -15,7 +15,7 @@ from html import escape
 def points(rows):
     """(name, allocation, [MACs kept], [accuracies]) per method and MACs level; seeds pooled."""
     groups = []
-    for name, alloc, kept, acc in rows:
+    for name, alloc, kept, acc in (r[:4] for r in rows):
         if name == "unpruned":
             continue
         base = re.sub(r" \(seed \d+\)", "", name)
