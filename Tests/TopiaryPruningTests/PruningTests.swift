@@ -275,6 +275,42 @@ import TopiaryTestSupport
         #expect(uneven > 0)
     }
 
+    /// x → conv a (3 channels, 1×1) → BatchNormalization → Relu → conv c (2, graph output). Channel
+    /// 0 has the smallest filter but the largest outgoing weights, channel 1 the reverse.
+    func producerConsumerModel() -> Model {
+        let nodes = [
+            B.node("Conv", ["x", "wa"], ["a"]),
+            B.node("BatchNormalization", ["a", "g", "bt", "mu", "var"], ["n"]),
+            B.node("Relu", ["n"], ["r"]),
+            B.node("Conv", ["r", "wc"], ["y"]),
+        ]
+        return B.model(nodes, inputs: [B.value("x", [1, 2, 4, 4])], outputs: ["y"], initializers: [
+            Tensor(name: "wa", floats: [1, 1, 2, 2, 3, 3], dims: [3, 2, 1, 1]),
+            Tensor(name: "g", floats: [1, 0.5, 2], dims: [3]), Tensor(name: "bt", floats: [0.1, 0.2, 0.3], dims: [3]),
+            Tensor(name: "mu", floats: [0, 0, 0], dims: [3]), Tensor(name: "var", floats: [1, 1, 1], dims: [3]),
+            Tensor(name: "wc", floats: [5, 0.1, 1, -5, 0.1, -1], dims: [2, 3, 1, 1]),
+        ])
+    }
+
+    /// group_l2 sums the squares of everything removal deletes — filter, BatchNorm scale, the
+    /// consumer's input slice — without normalising per member: 2 + 1 + 50, 8 + 0.25 + 0.02,
+    /// 18 + 4 + 2. So it removes channel 1 where the filter norm (`l2`) removes channel 0.
+    @Test func groupMagnitudeCountsTheOutgoingWeights() throws {
+        let analysis = try DependencyAnalysis(model: producerConsumerModel())
+        let group = try #require(analysis.groups.first { $0.isPrunable })
+        let scores = try GroupMagnitudeImportance().scores(analysis, calibration: nil)
+        let expected = [53.0, 8.27, 24.0]
+        for (c, e) in zip(group.classes, expected) { #expect(abs(scores[c] - e) < 1e-5, "channel score \(scores[c]), expected \(e)") }
+        func removed(_ criterion: any Importance) throws -> [Float] {
+            let model = producerConsumerModel()
+            _ = try Pruner.prune(model, options: PruningOptions(criterion: criterion, allocation: AllocationOptions(target: .ratio(1.0 / 3))))
+            return try #require(model.graph.initializer(named: "wa")?.floatValues())
+        }
+        #expect(try removed(GroupMagnitudeImportance()) == [1, 1, 3, 3])
+        #expect(try removed(MagnitudeImportance(norm: 2)) == [2, 2, 3, 3])
+        #expect(Criteria.named("group_l2") is GroupMagnitudeImportance)
+    }
+
     /// max_group_ratio bounds what any group loses, whatever the ranking wants.
     @Test func maxGroupRatioBoundsEveryGroup() throws {
         var options = PruningOptions(criterion: Flat(), allocation: AllocationOptions(target: .ratio(0.6), strategy: .global))

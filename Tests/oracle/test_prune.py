@@ -41,7 +41,15 @@ def test_fixture_pruned_equals_masked(name, flag, value, outdir):
     assert any(g["after"] < g["before"] for g in widths.values())
 
 
-@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_scale", "fpgm", "random"])
+@pytest.mark.parametrize("name", FIXTURES)
+def test_group_magnitude_on_every_fixture(name, outdir):
+    """group_l2 scores consumers' input slices too: through residual Adds, depthwise convs, concat,
+    squeeze-excite, channel shuffle and flatten, the model still equals its masked twin."""
+    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "group_l2", "--allocation", "uniform")
+    assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "group_l2", "bn_scale", "fpgm", "random"])
 def test_every_criterion_and_global_allocation(criterion, outdir):
     r = prune_and_check(fixture_path("mobilenetv2"), outdir, "--ratio", "0.4", "--criterion", criterion, "--allocation", "global", "--round-to", "4")
     for g in r["groups"]:

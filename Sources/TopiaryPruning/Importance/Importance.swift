@@ -79,6 +79,7 @@ public enum Criteria {
         switch name {
         case "l1": return MagnitudeImportance(norm: 1, combination: combination)
         case "l2": return MagnitudeImportance(norm: 2, combination: combination)
+        case "group_l2": return GroupMagnitudeImportance()
         case "bn_scale": return BNScaleImportance(combination: combination)
         case "fpgm": return FPGMImportance(combination: combination)
         case "random": return RandomImportance(seed: seed)
@@ -91,7 +92,7 @@ public enum Criteria {
         }
     }
 
-    public static let names = ["l1", "l2", "bn_scale", "fpgm", "random", "taylor", "similarity", "hessian"]
+    public static let names = ["l1", "l2", "group_l2", "bn_scale", "fpgm", "random", "taylor", "similarity", "hessian"]
 
     /// True for criteria that need calibration data (activations and gradients).
     public static func needsData(_ name: String) -> Bool {
@@ -224,6 +225,33 @@ public struct MagnitudeImportance: Importance {
         }.sorted { $0.0 < $1.0 }
         for (i, s) in sums {
             acc.add(norm == 1 ? s : s.map { $0.squareRoot() }, classes: analysis.classIDs(producers[i].member.atoms))
+        }
+        return acc.result
+    }
+}
+
+/// Squared L2 norm of every weight that removing the channel deletes (`group_l2`): its producing
+/// filters, the BatchNormalization scale on it and the input slices of the layers that consume it,
+/// summed as they are (no per-member normalisation) — the group magnitude of Torch-Pruning's
+/// `MagnitudeImportance(p=2)`. A channel whose outgoing weights are small goes first even when its
+/// filter is large.
+public struct GroupMagnitudeImportance: Importance {
+    public var name: String { "group_l2" }
+
+    public init() {}
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        var acc = ClassScores(classes: analysis.classes.count, combination: .sum)
+        let scored: Set<Member.Role> = [.producer, .consumer, .bnScale]
+        let members = analysis.members.filter { m in
+            scored.contains(m.role) && m.atoms.contains { analysis.classes[analysis.atomClass[$0]].pinned == nil }
+        }
+        let sums = try parallelMap(Array(members.indices)) { i -> (Int, [Double]) in
+            guard let t = analysis.graph.constants[members[i].tensor], t.dims.count > members[i].axis else { return (i, []) }
+            return (i, slicePowerSums(of: t, axis: members[i].axis, p: 2))
+        }.sorted { $0.0 < $1.0 }
+        for (i, s) in sums where s.count == members[i].atoms.count {
+            acc.addRaw(s, classes: analysis.classIDs(members[i].atoms))
         }
         return acc.result
     }
