@@ -187,7 +187,7 @@ def main():
         train(m, x, y, args.finetune_epochs, 0.01, seed=args.seed)
         # Counted by Topiary's cost model like the Topiary rows; Torch-Pruning's own count (its
         # counter includes more than convolutions and linear layers) is kept beside it.
-        pruned_path = os.path.join(OUT, f"tp-{imp_name}-{'global' if glob else 'uniform'}{f'-seed{args.seed}' if args.seed else ''}.onnx")
+        pruned_path = os.path.join(OUT, f"tp-{imp_name}-{'global' if glob else 'uniform'}{f'-seed{args.seed}' if args.seed else ''}{f'-macs{args.macs}' if args.macs != 0.5 else ''}.onnx")
         export(m, pruned_path)
         before, after = topiary_totals(base_path, args.topiary), topiary_totals(pruned_path, args.topiary)
         rows.append((f"Torch-Pruning {name}{suffix}", "global" if glob else "uniform", after["macs"] / before["macs"], accuracy(m, xt, yt),
