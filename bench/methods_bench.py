@@ -131,7 +131,7 @@ def main():
     ap.add_argument("--macs", type=float, default=0.5)
     ap.add_argument("--arch", default="small_resnet")
     ap.add_argument("--topiary", default=TOPIARY, help="binary to run (a copy keeps a long run independent of rebuilds)")
-    ap.add_argument("--configs", help="Topiary runs as criterion:allocation[:distill][:mean][:gradual][:comp][:feat],... (feat: feature distillation, implies distill) (mean: global ranking normalised by group means; gradual: pruned in rounds during the fine-tuning; comp: least-squares compensation of the layers that lose inputs; default: every criterion with global, l2 with each allocation)")
+    ap.add_argument("--configs", help="Topiary runs as criterion:allocation[:distill][:mean][:gradual][:comp][:rec][:feat],... (feat: feature distillation, implies distill) (mean: global ranking normalised by group means; gradual: pruned in rounds during the fine-tuning; comp: least-squares compensation of the layers that lose inputs; rec: layer-by-layer reconstruction after pruning; default: every criterion with global, l2 with each allocation)")
     ap.add_argument("--distill-weight", type=float, default=0.5, help="weight of the distillation term in the fine-tuning loss (pipeline distill_weight)")
     ap.add_argument("--temperature", type=float, default=4, help="distillation temperature (pipeline temperature)")
     ap.add_argument("--feature-weight", type=float, default=1.0, help="weight of feature distillation in configs with :feat (pipeline distill_features)")
@@ -198,11 +198,11 @@ def main():
     configs = [(c, "global", False) for c in ("l1", "l2", "bn_scale", "fpgm", "taylor", "hessian", "similarity", "random")]
     configs += [("l2", "uniform", False), ("l2", "hsic", False), ("l2", "search", False)]
     if args.configs is not None:  # "" runs none
-        configs = [(p[0], p[1], "distill" in p[2:] or "feat" in p[2:], "mean" in p[2:], "gradual" in p[2:], "comp" in p[2:], "feat" in p[2:])
+        configs = [(p[0], p[1], "distill" in p[2:] or "feat" in p[2:], "mean" in p[2:], "gradual" in p[2:], "comp" in p[2:], "feat" in p[2:], "rec" in p[2:])
                    for p in (c.split(":") for c in args.configs.split(",") if c)]
-    configs = [c + (False,) * (7 - len(c)) for c in configs]
-    for criterion, allocation, distill, mean, gradual, comp, feat in configs:
-        tag = f"{criterion}-{allocation}" + ("-mean" if mean else "") + ("-comp" if comp else "") + ("-distill" if distill else "") + (f"-feat{args.feature_weight:g}" if feat else "") + ("-gradual" if gradual else "") + (f"-seed{args.seed}" if args.seed else "")
+    configs = [c + (False,) * (8 - len(c)) for c in configs]
+    for criterion, allocation, distill, mean, gradual, comp, feat, rec in configs:
+        tag = f"{criterion}-{allocation}" + ("-mean" if mean else "") + ("-comp" if comp else "") + ("-rec" if rec else "") + ("-distill" if distill else "") + (f"-feat{args.feature_weight:g}" if feat else "") + ("-gradual" if gradual else "") + (f"-seed{args.seed}" if args.seed else "")
         if args.macs != 0.5:
             tag += f"-macs{args.macs}"
         if distill and args.distill_weight != 0.5:
@@ -210,7 +210,7 @@ def main():
         if distill and args.temperature != 4:
             tag += f"-T{args.temperature:g}"
         pipeline = os.path.join(OUT, f"{tag}.yml")
-        prune = f"criterion: {criterion}, target: {{flops: {args.macs}}}, allocation: {allocation}" + (", normalise: mean" if mean else "") + (", compensate: true" if comp else "")
+        prune = f"criterion: {criterion}, target: {{flops: {args.macs}}}, allocation: {allocation}" + (", normalise: mean" if mean else "") + (", compensate: true" if comp else "") + (", reconstruct: true" if rec else "")
         finetune = f"epochs: {args.finetune_epochs}, lr: 0.01, weight_decay: 0.0005" + (f", distill: true, distill_weight: {args.distill_weight}, temperature: {args.temperature:g}" if distill else "") + (f", distill_features: {args.feature_weight:g}" if feat else "")
         # gradual: the same target reached in rounds inside the same fine-tuning epochs and schedule.
         stages = f"  - finetune: {{{finetune}, gradual_prune: {{{prune}}}}}" if gradual else f"  - prune: {{{prune}}}\n  - finetune: {{{finetune}}}"
@@ -229,7 +229,7 @@ stages:
         r = json.load(open(os.path.join(run, "report.json")))
         kept = r["reports"]["after"]["totals"]["macs"] / r["reports"]["before"]["totals"]["macs"]
         flops_kept = r["reports"]["after"]["totals"]["flops"] / r["reports"]["before"]["totals"]["flops"]
-        rows.append((f"Topiary {criterion}" + (" + compensation" if comp else "") + ((f" + distillation ({args.distill_weight}, T {args.temperature:g})" if (args.distill_weight, args.temperature) != (0.5, 4) else " + distillation") if distill else "") + (f" + feature distillation ({args.feature_weight:g})" if feat else "") + (", gradual" if gradual else "") + suffix,
+        rows.append((f"Topiary {criterion}" + (" + compensation" if comp else "") + (" + reconstruction" if rec else "") + ((f" + distillation ({args.distill_weight}, T {args.temperature:g})" if (args.distill_weight, args.temperature) != (0.5, 4) else " + distillation") if distill else "") + (f" + feature distillation ({args.feature_weight:g})" if feat else "") + (", gradual" if gradual else "") + suffix,
                      allocation + (" (mean-normalised)" if mean else ""), kept,
                      r["evaluations"][-1]["top1"], flops_kept, None))
         save(rows)
