@@ -30,6 +30,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "How a channel's normalised scores over tied tensors combine: sum, mean or max.") var combine = "sum"
     @Option(help: "Seed of the random criterion.") var seed: UInt64 = 0
     @Flag(help: "Refit the layers that lose input channels by least squares on the calibration data (needs --data).") var compensate = false
+    @Flag(help: "After pruning, refit every Conv (group 1) and Gemm, layer by layer, to the unpruned model's outputs on the pruned network's own inputs (needs --data).") var reconstruct = false
     @Option(name: .customLong("write-masked"), help: "Also write the same-shaped model with removed channels zeroed.") var writeMasked: String?
     @Option(help: "Write a JSON report (costs before/after, group widths) to FILE.") var report: String?
 
@@ -55,6 +56,7 @@ struct PruneCommand: ParsableCommand {
             if (allocation == "search" || allocation == "hsic") && data == nil { throw ValidationError("allocation \(allocation) needs calibration data: add --data FILE") }
             if !importance.requirements.isEmpty && data == nil { throw ValidationError("criterion \(criterion) needs calibration data: add --data FILE") }
             if compensate && data == nil { throw ValidationError("--compensate needs calibration data: add --data FILE") }
+            if reconstruct && data == nil { throw ValidationError("--reconstruct needs calibration data: add --data FILE") }
             var options = PruningOptions(
                 criterion: importance,
                 allocation: AllocationOptions(target: target, strategy: AllocationStrategy(rawValue: allocation)!, roundTo: roundTo, minChannels: minChannels),
@@ -69,12 +71,19 @@ struct PruneCommand: ParsableCommand {
                     FileHandle.standardError.write(Data(String(format: "search generation %d/%d: best %.4f, mean %.4f (%d candidates scored)\n", p.generation, p.generations, p.best, p.mean, p.evaluated).utf8))
                 }
             }
+            let teacher = reconstruct ? try Pruner.copy(model) : nil
             let result: PruningResult
             do {
                 let calibration = try CalibrationData.gather(for: options, model: model, data: { try Dataset.load(data ?? "") }, batches: calibrationBatches, seed: seed)
                 result = try Pruner.prune(model, options: options, calibration: calibration, writeMasked: writeMasked != nil)
             } catch let e as UnreachableTarget {
                 throw FileError(path: input, error: e)
+            }
+            if let teacher, let data {
+                try Reconstruction.run(pruned: result.model, teacher: teacher, kept: result.keptChannels, data: try Dataset.load(data), masked: result.masked,
+                                       batches: calibrationBatches, seed: seed) { done, all in
+                    FileHandle.standardError.write(Data("reconstruction: \(done)/\(all) layers refitted\n".utf8))
+                }
             }
             try ModelFile.save(result.model, to: output)
             if let path = writeMasked, let masked = result.masked { try ModelFile.save(masked, to: path) }

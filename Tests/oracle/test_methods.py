@@ -259,6 +259,7 @@ stages:
     ("gradual_prune: {target: {flops: 0.5}, steps: 0}", "steps must be ≥ 1"),
     ("gradual_prune: {target: {flops: 0.5}, allocation: search}", "does not take allocation: search"),
     ("gradual_prune: {target: {flops: 0.5}, compensate: true}", "does not take compensate"),
+    ("gradual_prune: {target: {flops: 0.5}, reconstruct: true}", "does not take reconstruct"),
     ("gradual_prune: {target: {flops: 0.5}, stepz: 3}", "stepz"),
     ("soft_prune: {ratio: 0.3}, gradual_prune: {target: {flops: 0.5}}", "cannot be combined"),
 ])
@@ -291,9 +292,10 @@ stages:
         assert np.array_equal(numpy_helper.to_array(s), numpy_helper.to_array(t)), s.name
 
 
+@pytest.mark.parametrize("refit", ["--compensate", "--reconstruct"])
 @pytest.mark.parametrize("name", FIXTURES)
-def test_compensation_gives_valid_models_equal_to_their_masked_twins(name, outdir):
-    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "l2", "--allocation", "global", "--data", TRAIN, "--compensate")
+def test_refits_give_valid_models_equal_to_their_masked_twins(name, refit, outdir):
+    r = prune_and_check(fixture_path(name), outdir, "--flops", "0.5", "--criterion", "l2", "--allocation", "global", "--data", TRAIN, refit)
     assert r["after"]["flops"] <= 0.5 * r["before"]["flops"]
 
 
@@ -307,35 +309,39 @@ def digits_loss(path, x, y):
 
 
 @pytest.mark.parametrize("name", ["small_resnet", "mobilenetv2", "dense_inception", "cnn_opset11"])
-def test_compensation_lowers_the_loss_right_after_pruning(name, outdir):
-    """The same channels go (l2 ranks weights, which the refit does not change before the ranking):
-    refitting the layers that lose inputs leaves a lower loss on held-out data than cutting alone."""
+def test_refits_lower_the_loss_right_after_pruning(name, outdir):
+    """The same channels go (l2 ranks weights, which the refits do not change before the ranking):
+    refitting the layers that lose inputs leaves a lower loss on held-out data than cutting alone,
+    and reconstruction, which refits every layer in turn on the pruned network's own inputs, a
+    lower one still."""
     val = np.load(VAL)
     x, y = val["x"].astype(np.float32), val["y"].astype(np.int64)
     if x.ndim == 3:
         x = x[:, None]
     out = {}
-    for tag, extra in (("plain", []), ("refit", ["--compensate"])):
+    for tag, extra in (("plain", []), ("refit", ["--compensate"]), ("rebuilt", ["--reconstruct"])):
         out[tag] = outdir / f"{tag}.onnx"
         topiary("prune", fixture_path(name), out[tag], "--flops", "0.5", "--criterion", "l2", "--allocation", "global", "--data", TRAIN, *extra)
-    shapes = [[tuple(t.dims) for t in onnx.load(str(out[k])).graph.initializer] for k in ("plain", "refit")]
-    assert shapes[0] == shapes[1]
-    (plain_loss, plain_top1), (refit_loss, refit_top1) = digits_loss(out["plain"], x, y), digits_loss(out["refit"], x, y)
-    assert refit_loss < 0.8 * plain_loss and refit_top1 > plain_top1, (plain_loss, refit_loss, plain_top1, refit_top1)
+    shapes = [[tuple(t.dims) for t in onnx.load(str(out[k])).graph.initializer] for k in out]
+    assert shapes[0] == shapes[1] == shapes[2]
+    loss = {k: digits_loss(out[k], x, y) for k in out}
+    assert loss["refit"][0] < 0.8 * loss["plain"][0] and loss["refit"][1] > loss["plain"][1], loss
+    assert loss["rebuilt"][0] < loss["refit"][0], loss
 
 
-def test_compensation_needs_data_and_works_in_a_pipeline(outdir):
-    proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--ratio", "0.5", "--compensate", check=False)
-    assert proc.returncode != 0 and "--compensate needs calibration data" in proc.stderr
+@pytest.mark.parametrize("key", ["compensate", "reconstruct"])
+def test_refits_need_data_and_work_in_a_pipeline(key, outdir):
+    proc = topiary("prune", fixture_path("small_resnet"), outdir / "x.onnx", "--ratio", "0.5", f"--{key}", check=False)
+    assert proc.returncode != 0 and f"--{key} needs calibration data" in proc.stderr
     p = outdir / "p.yml"
-    p.write_text(f"model: {fixture_path('small_resnet')}\nstages:\n  - prune: {{target: {{flops: 0.5}}, compensate: true}}\n")
+    p.write_text(f"model: {fixture_path('small_resnet')}\nstages:\n  - prune: {{target: {{flops: 0.5}}, {key}: true}}\n")
     proc = topiary("validate", p, check=False)
-    assert proc.returncode == 1 and f"{p}:3:" in proc.stderr and "compensate needs calibration data" in proc.stderr, proc.stderr
-    p.write_text(f"model: {fixture_path('small_resnet')}\ndata: {{train: {TRAIN}, val: {VAL}}}\nstages:\n  - prune: {{target: {{flops: 0.5}}, compensate: true}}\n  - export: {{path: model.pruned.onnx}}\n")
+    assert proc.returncode == 1 and f"{p}:3:" in proc.stderr and f"{key} needs calibration data" in proc.stderr, proc.stderr
+    p.write_text(f"model: {fixture_path('small_resnet')}\ndata: {{train: {TRAIN}, val: {VAL}}}\nstages:\n  - prune: {{target: {{flops: 0.5}}, {key}: true}}\n  - export: {{path: model.pruned.onnx}}\n")
     topiary("run", p, "--out", outdir / "run")
     model = outdir / "run" / "model.pruned.onnx"
     check_model(str(model))
-    assert "compensate: true" in (outdir / "run" / "pipeline.resolved.yml").read_text()
+    assert f"{key}: true" in (outdir / "run" / "pipeline.resolved.yml").read_text()
     val = np.load(VAL)
     x, y = val["x"].astype(np.float32), val["y"].astype(np.int64)
     assert digits_loss(model, x if x.ndim == 4 else x[:, None], y)[1] > 0.8

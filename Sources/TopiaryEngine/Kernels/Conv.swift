@@ -166,6 +166,39 @@ final class ConvKernel: Kernel {
         return true
     }
 
+    /// Adds this layer's least-squares moments against `target` (n samples × M × P: what its output
+    /// should be, per sample, output channel and position): A += x̃ x̃ᵀ ((K+1)²) and C += x̃ zᵀ
+    /// ((K+1) × M) over every sample and position, x̃ = (input patch, 1). Group-1 convolutions only.
+    func accumulateFit(_ s: Store, target: UnsafePointer<Float>, a: inout [Double], c: inout [Double]) -> Bool {
+        guard !depthwise, group == 1 else { return false }
+        let px = s.values[x], k1 = k + 1
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
+        let aa = UnsafeMutablePointer<Float>.allocate(capacity: k * k)
+        let cc = UnsafeMutablePointer<Float>.allocate(capacity: k * m)
+        defer { col.deallocate(); aa.deallocate(); cc.deallocate() }
+        for sI in 0..<n {
+            im2colSample(px, sample: sI, group: 0, into: col)
+            let z = target + sI * m * p
+            gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
+            gemm(transB: true, m: k, n: m, k: p, a: col, lda: p, b: z, ldb: p, beta: 0, c: cc, ldc: m)
+            for i in 0..<k {
+                for j in 0..<k { a[i * k1 + j] += Double(aa[i * k + j]) }
+                for j in 0..<m { c[i * m + j] += Double(cc[i * m + j]) }
+                var t = 0.0
+                for q in 0..<p { t += Double(col[i * p + q]) }
+                a[i * k1 + k] += t
+                a[k * k1 + i] += t
+            }
+            a[k * k1 + k] += Double(p)
+            for j in 0..<m {
+                var t = 0.0
+                for q in 0..<p { t += Double(z[j * p + q]) }
+                c[k * m + j] += t
+            }
+        }
+        return true
+    }
+
     /// Sizes of the K-FAC factors (K, M) and the number of positions per sample.
     var kfacShape: (k: Int, m: Int, positions: Int, weight: Int) { (k, m, p, w) }
 

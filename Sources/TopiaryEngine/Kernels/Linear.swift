@@ -66,6 +66,27 @@ extension GemmKernel {
         }
         return true
     }
+
+    /// Least-squares moments against `target` (M rows × N: what each output row should be), as
+    /// `ConvKernel.accumulateFit`: A += x̃ x̃ᵀ, C += x̃ zᵀ, x̃ = (input row, 1).
+    func accumulateFit(_ s: Store, target: UnsafePointer<Float>, a fa: inout [Double], c fc: inout [Double]) -> Bool {
+        guard !transA else { return false }
+        let x = s.values[a], k1 = k + 1
+        for r in 0..<m {
+            let row = x + r * k, z = target + r * n
+            for i in 0..<k {
+                let xi = Double(row[i])
+                fa[i * k1 + k] += xi
+                fa[k * k1 + i] += xi
+                if xi == 0 { continue }
+                for j in 0..<k { fa[i * k1 + j] += xi * Double(row[j]) }
+                for j in 0..<n { fc[i * n + j] += xi * Double(z[j]) }
+            }
+            fa[k * k1 + k] += 1
+            for j in 0..<n { fc[k * n + j] += Double(z[j]) }
+        }
+        return true
+    }
 }
 
 /// MatMul of an activation [..., M, K] by a matrix [K, N].

@@ -11,11 +11,7 @@ public enum SearchFitness {
         let order = rng.permutation(train.count)
         let b = min(batch, train.count)
         let sample = train.sampleSize
-        let recal: [[Float]] = (0..<max(1, min(recalibrationBatches, train.count / max(b, 1)))).map { k in
-            var x = [Float](repeating: 0, count: b * sample)
-            for j in 0..<b { let idx = order[(k * b + j) % order.count]; for t in 0..<sample { x[j * sample + t] = train.images[idx * sample + t] } }
-            return x
-        }
+        let recal = train.batches(max(1, min(recalibrationBatches, train.count / max(b, 1))), size: b, order: order)
         let held: Dataset = {
             if let validation { return validation }
             let picks = order.suffix(min(evaluationSamples, train.count))

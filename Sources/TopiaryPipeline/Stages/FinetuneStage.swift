@@ -290,6 +290,7 @@ struct GradualPruning {
         guard until >= 0 && until < 1 else { throw fields["until"]!.error("until must be in [0, 1): the fraction of training by which the target is reached") }
         if try fields.string("allocation") == "search" { throw fields["allocation"]!.error("gradual_prune does not take allocation: search (a search per round)") }
         if try fields.bool("compensate") == true { throw fields["compensate"]!.error("gradual_prune does not take compensate (masked channels keep their weights until the end)") }
+        if try fields.bool("reconstruct") == true { throw fields["reconstruct"]!.error("gradual_prune does not take reconstruct (masked channels keep their weights until the end)") }
         fields["steps"] = nil
         fields["until"] = nil
         prune = try PruneStage(fields: fields, node: node, context: &context)

@@ -24,7 +24,7 @@ func parseTarget(_ node: SpecNode) throws -> (PruningTarget, String) {
 /// `prune: {criterion, target, allocation, round_to, min_channels, ignore, combine}`.
 public struct PruneStage: PipelineStage {
     public static let key = "prune"
-    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "normalise", "ignore", "combine", "seed", "calibration_batches", "search", "compensate"]
+    public static let keys = ["criterion", "target", "allocation", "round_to", "min_channels", "max_group_ratio", "normalise", "ignore", "combine", "seed", "calibration_batches", "search", "compensate", "reconstruct"]
     var criterion: String
     var target: PruningTarget
     var targetText: String
@@ -39,6 +39,7 @@ public struct PruneStage: PipelineStage {
     let calibrationBatches: Int
     let search: SearchOptions
     let compensate: Bool
+    let reconstruct: Bool
     /// Where the target is, for errors found once the model is analysed.
     let targetNode: SpecNode?
 
@@ -108,11 +109,15 @@ public struct PruneStage: PipelineStage {
         if compensate && !context.spec.train {
             throw fields["compensate"]!.error("compensate needs calibration data: add data.train to the pipeline")
         }
+        reconstruct = try fields.bool("reconstruct") ?? false
+        if reconstruct && !context.spec.train {
+            throw fields["reconstruct"]!.error("reconstruct needs calibration data: add data.train to the pipeline")
+        }
         context.pruned = true
     }
 
     public var resolved: [String: Any] {
-        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "normalise": normalisation.rawValue, "ignore": ignore, "combine": combine.rawValue, "compensate": compensate]
+        var out: [String: Any] = ["criterion": criterion, "allocation": allocation.rawValue, "round_to": roundTo, "min_channels": minChannels, "max_group_ratio": maxGroupRatio, "normalise": normalisation.rawValue, "ignore": ignore, "combine": combine.rawValue, "compensate": compensate, "reconstruct": reconstruct]
         if allocation == .search { out["search"] = ["population": search.population, "generations": search.generations, "mutation_rate": search.mutationRate] }
         switch target {
         case .ratio(let r): out["target"] = ["ratio": r]
@@ -142,6 +147,11 @@ public struct PruneStage: PipelineStage {
         } catch let e as UnreachableTarget {
             if let n = targetNode { throw n.error(e.description) }
             throw e
+        }
+        if reconstruct, let teacher = run.teacher {
+            nonisolated(unsafe) let log = run.log
+            try Reconstruction.run(pruned: run.model, teacher: teacher, kept: result.keptChannels, data: try run.dataset("train"), batches: calibrationBatches,
+                                   threads: run.spec.threads, seed: run.spec.seed) { done, all in log("  reconstruction: \(done)/\(all) layers refitted") }
         }
         run.pruned(keeping: result.keptChannels, freshTeacher: true)
         run.record.pruning.append(.init(stage: index, criterion: criterion, target: targetText, before: result.before, after: result.after, groups: result.widths))

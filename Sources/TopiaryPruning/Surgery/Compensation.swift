@@ -102,45 +102,153 @@ public enum Compensation {
         let index = graph.initializerIndex()
         var refitted = 0
         for member in analysis.members where member.role == .consumer {
-            guard let f = factors[member.tensor], f.mean.count == f.k, let node = nodes[member.node], let wi = index[member.tensor] else { continue }
+            guard let f = factors[member.tensor], f.mean.count == f.k, let node = nodes[member.node],
+                  let layer = LayerWeights(graph: graph, node: node, normalisation: normalisation, index: index),
+                  layer.weight == member.tensor, member.axis == (layer.rowsFirst ? 1 : 0), layer.m == f.m, layer.k == f.k else { continue }
             let positions = member.atoms.indices.filter { removed.contains(analysis.atomClass[member.atoms[$0]]) }
             guard !positions.isEmpty, !member.atoms.isEmpty, f.k % member.atoms.count == 0 else { continue }
-            let weight = graph.initializers[wi]
-            guard weight.dataType == .float, let values = weight.floatValues(), weight.elementCount == f.k * f.m else { continue }
-            // The weight as an M × K matrix over input patches: rows are outputs.
-            let rowsFirst: Bool
-            switch node.opType {
-            case "Conv" where node.int("group", default: 1) == 1 && member.axis == 1: rowsFirst = true
-            case "Gemm" where weight.dims.count == 2 && node.float("alpha", default: 1) == 1 && node.float("beta", default: 1) == 1:
-                rowsFirst = member.axis == 1
-            default: continue
-            }
             let taps = f.k / member.atoms.count
             let columns = positions.flatMap { p in (0..<taps).map { p * taps + $0 } }
-            var w = [Double](repeating: 0, count: f.m * f.k)
-            for i in 0..<f.m { for c in 0..<f.k { w[i * f.k + c] = Double(values[rowsFirst ? i * f.k + c : c * f.m + i]) } }
-            // Where the constant goes: the layer's bias, or the following BatchNormalization's mean.
-            let biasName = node.input(2).flatMap { name in index[name].map { _ in name } }
-            let meanName = biasName == nil ? node.outputs.first.flatMap { normalisation[$0]?.input(3) } : nil
-            let target = (biasName ?? meanName).flatMap { name -> (Int, [Float])? in
-                guard let i = index[name], let v = graph.initializers[i].floatValues(), v.count == f.m else { return nil }
-                return (i, v)
-            }
-            let solved = solve(w: w, m: f.m, k: f.k, a: f.a, mean: f.mean, removed: columns, damping: damping, withBias: target != nil)
-            var out = values
-            for i in 0..<f.m { for c in 0..<f.k { out[rowsFirst ? i * f.k + c : c * f.m + i] = Float(solved.w[i * f.k + c]) } }
-            var t = weight
-            t.replaceBuffer(TensorBuffer(copying: out))
-            graph.initializers[wi] = t
-            if let (ti, v) = target, let delta = solved.bias {
-                // z ≈ z' + Δb: a bias adds Δb; a BatchNormalization's mean moves by −Δb.
-                let sign: Float = biasName != nil ? 1 : -1
-                var b = graph.initializers[ti]
-                b.replaceBuffer(TensorBuffer(copying: (0..<f.m).map { v[$0] + sign * Float(delta[$0]) }))
-                graph.initializers[ti] = b
-            }
+            let solved = solve(w: layer.matrix, m: f.m, k: f.k, a: f.a, mean: f.mean, removed: columns, damping: damping, withBias: layer.hasConstant)
+            layer.write(solved.w, constant: solved.bias, into: graph)
             refitted += 1
         }
         return refitted
+    }
+
+    /// Ridge refit of a layer to target outputs: with x̃ = (input patch, 1), A = E[x̃ x̃ᵀ]
+    /// ((K+1)², constant last) and C = E[x̃ zᵀ] ((K+1) × M) for targets z of the layer's output
+    /// (`LayerFitStatistics`), minimises E‖z − b − W′x − Δb‖² + λ‖W′ − W‖² + λ‖Δb‖², b what the
+    /// layer's constant adds now (`LayerWeights.offset`), λ = `damping` · mean(diag A_KK). Without a constant (`withConstant` false)
+    /// the last row and column are left out. Returns W′ (M × K, row-major) and Δb (nil without a
+    /// constant), or nil when the system cannot be factored. When the inputs are the unpruned
+    /// layer's own and z its own outputs, W′ = W and Δb = 0 whatever λ.
+    public static func refit(w: [Double], offset: [Double], m: Int, k: Int, a: [Double], c: [Double], damping: Double,
+                             withConstant: Bool) -> (w: [Double], bias: [Double]?)? {
+        let k1 = k + 1, n = withConstant ? k1 : k
+        let lambda = damping * (0..<k).reduce(0.0) { $0 + a[$1 * k1 + $1] } / Double(max(k, 1))
+        var s = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n { s[i * n + j] = a[i * k1 + j] }
+            s[i * n + i] += lambda
+        }
+        // Right-hand sides, one per output row: E[x̃ (z − b)] + λ (W row, 0); E[x̃] is A's last column.
+        var rhs = [Double](repeating: 0, count: m * n)
+        for r in 0..<m {
+            for i in 0..<n { rhs[r * n + i] = c[i * m + r] - a[i * k1 + k] * offset[r] + (i < k ? lambda * w[r * k + i] : 0) }
+        }
+        guard cholesky(&s, n) else { return nil }
+        for r in 0..<m { rhs.withUnsafeMutableBufferPointer { solveFactored(s, n, $0.baseAddress! + r * n) } }
+        let out = (0..<(m * k)).map { rhs[($0 / k) * n + $0 % k] }
+        return (out, withConstant ? (0..<m).map { rhs[$0 * n + k] } : nil)
+    }
+}
+
+/// The weight of a Conv (group 1) or a Gemm with alpha = beta = 1 as an M × K matrix over input
+/// patches (rows are outputs), and where a constant added to the layer's output goes: its bias,
+/// or, without one, the running mean of the BatchNormalization that follows (a shift of that
+/// normalisation's input is a shift of its mean the other way).
+public struct LayerWeights {
+    /// The weight initializer's name, and the layer's data input and output values.
+    public let weight: String, input: String, output: String
+    public let m: Int, k: Int
+    public let matrix: [Double]
+    private let weightIndex: Int
+    /// Whether the initializer stores rows (outputs) first; else [K, M] (a Gemm without transB).
+    let rowsFirst: Bool
+    /// Initializer index and values of the bias or BatchNormalization mean, and the sign of Δb there.
+    private let constant: (index: Int, values: [Float], sign: Float)?
+    public var hasConstant: Bool { constant != nil }
+
+    /// nil for any other node, or a weight that is not a float initializer.
+    init?(graph: Graph, node: Node, normalisation: [String: Node], index: [String: Int]) {
+        guard let name = node.input(1), let wi = index[name], let x = node.input(0), let y = node.outputs.first else { return nil }
+        let t = graph.initializers[wi]
+        switch node.opType {
+        case "Conv" where node.int("group", default: 1) == 1 && t.dims.count >= 3: rowsFirst = true
+        case "Gemm" where t.dims.count == 2 && node.float("alpha", default: 1) == 1 && node.float("beta", default: 1) == 1
+            && node.int("transA", default: 0) == 0:
+            rowsFirst = node.int("transB", default: 0) != 0
+        default: return nil
+        }
+        guard t.dataType == .float, let values = t.floatValues() else { return nil }
+        let m = rowsFirst ? t.dims[0] : t.dims[1], k = t.elementCount / max(m, 1), byRows = rowsFirst
+        (weight, input, output, weightIndex, self.m, self.k) = (name, x, y, wi, m, k)
+        matrix = (0..<(m * k)).map { Double(values[byRows ? $0 : ($0 % k) * m + $0 / k]) }
+        let biasName = node.input(2).flatMap { index[$0] != nil ? $0 : nil }
+        let meanName = biasName == nil ? node.outputs.first.flatMap { normalisation[$0]?.input(3) } : nil
+        constant = (biasName ?? meanName).flatMap { name -> (Int, [Float], Float)? in
+            guard let i = index[name], let v = graph.initializers[i].floatValues(), v.count == m else { return nil }
+            return (i, v, biasName != nil ? 1 : -1)
+        }
+    }
+
+    /// What the layer's constant adds to its output: its bias; or, where the constant is the
+    /// following BatchNormalization's mean, how far that mean lies below the mean of `reference`
+    /// (the same layer in the model this one was pruned from, whose output `rows` were kept) —
+    /// zeros until a refit moves it. Zeros without a constant.
+    public func offset(from reference: LayerWeights?, rows: [Int]) -> [Double] {
+        guard let (_, v, sign) = constant else { return Array(repeating: 0, count: m) }
+        if sign > 0 { return v.map { Double($0) } }
+        guard let r = reference?.constant, rows.count == m, rows.allSatisfy({ $0 < r.values.count }) else { return Array(repeating: 0, count: m) }
+        return (0..<m).map { Double(r.values[rows[$0]]) - Double(v[$0]) }
+    }
+
+    /// The layer of the node reading `weight` as its weight, in `graph`.
+    public static func find(_ weight: String, in graph: Graph) -> LayerWeights? {
+        let (_, normalisation) = LayerLookup.tables(graph)
+        let index = graph.initializerIndex()
+        guard let node = graph.nodes.first(where: { $0.input(1) == weight }) else { return nil }
+        return LayerWeights(graph: graph, node: node, normalisation: normalisation, index: index)
+    }
+
+    /// Writes the kept part of a refit of the pruned layer into this layer of the same-shaped
+    /// masked model: `written` as `write` returned it (weight, and bias or mean), `rows` and
+    /// `channels` the masked positions of the pruned layer's outputs and input channels. Entries of
+    /// removed outputs and inputs are left as masking set them. False, writing nothing, when the
+    /// positions do not fit the two layers.
+    public func scatter(_ written: [String: [Float]], pruned: LayerWeights, rows: [Int], channels: [Int], into graph: Graph) -> Bool {
+        let index = graph.initializerIndex()
+        let taps = pruned.k / max(channels.count, 1)
+        guard taps > 0, rows.count == pruned.m, channels.count * taps == pruned.k, rowsFirst == pruned.rowsFirst, k % taps == 0,
+              rows.allSatisfy({ $0 >= 0 && $0 < m }), channels.allSatisfy({ $0 >= 0 && $0 < k / taps }) else { return false }
+        for (name, v) in written {
+            guard let i = index[name], var values = graph.initializers[i].floatValues() else { continue }
+            if name == weight {
+                for r in 0..<pruned.m {
+                    for c in 0..<pruned.k {
+                        let (row, col) = (rows[r], channels[c / taps] * taps + c % taps)
+                        values[rowsFirst ? row * k + col : col * m + row] = v[pruned.rowsFirst ? r * pruned.k + c : c * pruned.m + r]
+                    }
+                }
+            } else {
+                for (r, x) in v.enumerated() { values[rows[r]] = x }
+            }
+            var t = graph.initializers[i]
+            t.replaceBuffer(TensorBuffer(copying: values))
+            graph.initializers[i] = t
+        }
+        return true
+    }
+
+    /// Writes `matrix` (M × K) as the weight and adds `delta` (M, when given and the layer has a
+    /// constant) to the bias, or subtracts it from the BatchNormalization mean. Returns the
+    /// tensors written, by name.
+    @discardableResult
+    public func write(_ matrix: [Double], constant delta: [Double]?, into graph: Graph) -> [String: [Float]] {
+        var values = [Float](repeating: 0, count: m * k)
+        for i in 0..<m { for c in 0..<k { values[rowsFirst ? i * k + c : c * m + i] = Float(matrix[i * k + c]) } }
+        var t = graph.initializers[weightIndex]
+        t.replaceBuffer(TensorBuffer(copying: values))
+        graph.initializers[weightIndex] = t
+        var written = [weight: values]
+        if let (ti, v, sign) = constant, let delta {
+            var b = graph.initializers[ti]
+            let moved = (0..<m).map { v[$0] + sign * Float(delta[$0]) }
+            b.replaceBuffer(TensorBuffer(copying: moved))
+            graph.initializers[ti] = b
+            written[b.name] = moved
+        }
+        return written
     }
 }
