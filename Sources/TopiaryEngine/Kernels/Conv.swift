@@ -144,21 +144,11 @@ final class ConvKernel: Kernel {
     /// every sample (M × M, summed over positions). Returns false for depthwise and grouped convs.
     func accumulateKFAC(_ s: Store, a: inout [Double], g: inout [Double], mean: inout [Double]) -> Bool {
         guard !depthwise, group == 1, let gy = s.grads[y] else { return false }
-        let px = s.values[x]
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
-        let aa = UnsafeMutablePointer<Float>.allocate(capacity: k * k)
         let gg = UnsafeMutablePointer<Float>.allocate(capacity: m * m)
-        defer { col.deallocate(); aa.deallocate(); gg.deallocate() }
-        for sI in 0..<n {
-            im2colSample(px, sample: sI, group: 0, into: col)
-            gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
+        defer { gg.deallocate() }
+        forEachSamplePatches(s) { sI, col, aa in
             for i in 0..<(k * k) { a[i] += Double(aa[i]) }
-            for r in 0..<k {
-                let row = col + r * p
-                var t = 0.0
-                for q in 0..<p { t += Double(row[q]) }
-                mean[r] += t
-            }
+            for r in 0..<k { mean[r] += rowSum(col + r * p, p) }
             let dout = gy + sI * m * p
             gemm(transB: true, m: m, n: m, k: p, a: dout, lda: p, b: dout, ldb: p, beta: 0, c: gg, ldc: m)
             for i in 0..<(m * m) { g[i] += Double(gg[i]) }
@@ -171,32 +161,43 @@ final class ConvKernel: Kernel {
     /// ((K+1) × M) over every sample and position, x̃ = (input patch, 1). Group-1 convolutions only.
     func accumulateFit(_ s: Store, target: UnsafePointer<Float>, a: inout [Double], c: inout [Double]) -> Bool {
         guard !depthwise, group == 1 else { return false }
-        let px = s.values[x], k1 = k + 1
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
-        let aa = UnsafeMutablePointer<Float>.allocate(capacity: k * k)
+        let k1 = k + 1
         let cc = UnsafeMutablePointer<Float>.allocate(capacity: k * m)
-        defer { col.deallocate(); aa.deallocate(); cc.deallocate() }
-        for sI in 0..<n {
-            im2colSample(px, sample: sI, group: 0, into: col)
+        defer { cc.deallocate() }
+        forEachSamplePatches(s) { sI, col, aa in
             let z = target + sI * m * p
-            gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
             gemm(transB: true, m: k, n: m, k: p, a: col, lda: p, b: z, ldb: p, beta: 0, c: cc, ldc: m)
             for i in 0..<k {
                 for j in 0..<k { a[i * k1 + j] += Double(aa[i * k + j]) }
                 for j in 0..<m { c[i * m + j] += Double(cc[i * m + j]) }
-                var t = 0.0
-                for q in 0..<p { t += Double(col[i * p + q]) }
+                let t = rowSum(col + i * p, p)
                 a[i * k1 + k] += t
                 a[k * k1 + i] += t
             }
             a[k * k1 + k] += Double(p)
-            for j in 0..<m {
-                var t = 0.0
-                for q in 0..<p { t += Double(z[j * p + q]) }
-                c[k * m + j] += t
-            }
+            for j in 0..<m { c[k * m + j] += rowSum(z + j * p, p) }
         }
         return true
+    }
+
+    /// Calls `body` for every sample with its input patches (K × P, im2col) and their second
+    /// moment (K × K, col · colᵀ): the statistics of group-1 convolutions.
+    private func forEachSamplePatches(_ s: Store, _ body: (_ sample: Int, _ col: UnsafePointer<Float>, _ second: UnsafePointer<Float>) -> Void) {
+        let px = s.values[x]
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: k * p)
+        let aa = UnsafeMutablePointer<Float>.allocate(capacity: k * k)
+        defer { col.deallocate(); aa.deallocate() }
+        for sI in 0..<n {
+            im2colSample(px, sample: sI, group: 0, into: col)
+            gemm(transB: true, m: k, n: k, k: p, a: col, lda: p, b: col, ldb: p, beta: 0, c: aa, ldc: k)
+            body(sI, col, aa)
+        }
+    }
+
+    private func rowSum(_ row: UnsafePointer<Float>, _ count: Int) -> Double {
+        var t = 0.0
+        for q in 0..<count { t += Double(row[q]) }
+        return t
     }
 
     /// Sizes of the K-FAC factors (K, M) and the number of positions per sample.
