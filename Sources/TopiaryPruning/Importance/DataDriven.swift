@@ -67,7 +67,7 @@ public struct SimilarityImportance: Importance {
 public struct HessianImportance: Importance {
     public let damping: Double
     public var name: String { "hessian" }
-    public var requirements: Set<ImportanceRequirement> { [.activations, .gradients] }
+    public var requirements: Set<ImportanceRequirement> { [.activations, .gradients, .inputMoments] }
     public var comparableAcrossLayers: Bool { true }
 
     public init(damping: Double = 1e-3) { self.damping = damping }
@@ -137,5 +137,124 @@ enum LayerLookup {
         var normalisation: [String: Node] = [:]
         for n in graph.nodes where n.opType == "BatchNormalization" { if let x = n.input(0) { normalisation[x] = n } }
         return (Dictionary(graph.nodes.map { ($0.label, $0) }, uniquingKeysWith: { a, _ in a }), normalisation)
+    }
+}
+
+/// Layer-wise Optimal Brain Surgeon for channels (`obs`), the structured score of Optimal Brain
+/// Compression: what removing a channel costs a layer that reads it once the layer's other weights
+/// and its constant are refitted by least squares (what `compensate` and `reconstruct` then do).
+/// With H = E[x̃ x̃ᵀ] + λI over the layer's input patches and a constant (x̃ = (x, 1); K-FAC's A
+/// and E[x]) and R the patch columns of the channel, the smallest mean squared change of the
+/// layer's output row o is w_{o,R} ((H⁻¹)_RR)⁻¹ w_{o,R}ᵀ. Each row is weighted by γ_o² / (σ_o² + ε)
+/// of the BatchNormalization after the layer (the error as the next layer sees it) and the rows and
+/// the channel's readers are summed. A channel that others can stand in for scores near zero however
+/// large its weights. Channels no measured layer reads fall back to `group_l2`.
+public struct OBSImportance: Importance {
+    public let damping: Double
+    public var name: String { "obs" }
+    public var requirements: Set<ImportanceRequirement> { [.activations, .gradients, .inputMoments] }
+
+    public init(damping: Double = 1e-2) { self.damping = damping }
+
+    /// For every channel position p of an M × K weight `w` (row-major; the channel's columns are
+    /// p·taps ..< (p+1)·taps): Σ_o s_o · w_{o,R} ((H⁻¹)_RR)⁻¹ w_{o,R}ᵀ, H = E[x̃ x̃ᵀ] + λI with the
+    /// constant only when `withConstant`, λ = `damping` · mean(diag A), s = `rowWeights` (all 1 when
+    /// empty). nil when H cannot be factored.
+    public static func channelErrors(w: [Double], m: Int, k: Int, taps: Int, a: [Double], mean: [Double], rowWeights: [Double] = [],
+                                     damping: Double, withConstant: Bool) -> [Double]? {
+        let n = withConstant ? k + 1 : k
+        let lambda = damping * (0..<k).reduce(0.0) { $0 + a[$1 * k + $1] } / Double(max(k, 1))
+        var h = [Double](repeating: 0, count: n * n)
+        for i in 0..<k { for j in 0..<k { h[i * n + j] = a[i * k + j] } }
+        if withConstant {
+            for i in 0..<k { h[i * n + k] = mean[i]; h[k * n + i] = mean[i] }
+            h[n * n - 1] = 1
+        }
+        for i in 0..<n { h[i * n + i] += lambda }
+        guard taps > 0, k % taps == 0, Compensation.cholesky(&h, n) else { return nil }
+        // H⁻¹, a column at a time; then remove channels greedily (Optimal Brain Compression): the one
+        // whose removal, with the others refitted, adds the least error goes; the weights and H⁻¹
+        // are updated as if it were gone, and its score is the error accumulated so far.
+        var inv = [Double](repeating: 0, count: n * n)
+        var column = [Double](repeating: 0, count: n)
+        for j in 0..<n {
+            for i in 0..<n { column[i] = i == j ? 1 : 0 }
+            column.withUnsafeMutableBufferPointer { Compensation.solveFactored(h, n, $0.baseAddress!) }
+            for i in 0..<n { inv[i * n + j] = column[i] }
+        }
+        var wk = w
+        let channels = k / taps
+        var alive = [Bool](repeating: true, count: channels)
+        var scores = [Double](repeating: 0, count: channels)
+        var total = 0.0
+        for _ in 0..<channels {
+            var best: (p: Int, error: Double, factor: [Double])? = nil
+            for p in 0..<channels where alive[p] {
+                var block = [Double](repeating: 0, count: taps * taps)
+                for i in 0..<taps { for j in 0..<taps { block[i * taps + j] = inv[(p * taps + i) * n + p * taps + j] } }
+                guard Compensation.cholesky(&block, taps) else { continue }
+                var error = 0.0, v = [Double](repeating: 0, count: taps)
+                for o in 0..<m {
+                    for i in 0..<taps { v[i] = wk[o * k + p * taps + i] }
+                    var y = v
+                    y.withUnsafeMutableBufferPointer { Compensation.solveFactored(block, taps, $0.baseAddress!) }
+                    error += (rowWeights.isEmpty ? 1 : rowWeights[o]) * zip(v, y).reduce(0) { $0 + $1.0 * $1.1 }
+                }
+                if best == nil || error < best!.error { best = (p, error, block) }
+            }
+            guard let (p, error, block) = best else { break }
+            total += max(error, 0)
+            scores[p] = total
+            alive[p] = false
+            let r = (0..<taps).map { p * taps + $0 }
+            // W ← W − W_R (H⁻¹_RR)⁻¹ H⁻¹_{R,:}  and  H⁻¹ ← H⁻¹ − H⁻¹_{:,R} (H⁻¹_RR)⁻¹ H⁻¹_{R,:}.
+            var solvedRows = [Double](repeating: 0, count: taps * n)  // (H⁻¹_RR)⁻¹ H⁻¹_{R,:}, column by column
+            for c in 0..<n {
+                var y = r.map { inv[$0 * n + c] }
+                y.withUnsafeMutableBufferPointer { Compensation.solveFactored(block, taps, $0.baseAddress!) }
+                for i in 0..<taps { solvedRows[i * n + c] = y[i] }
+            }
+            for o in 0..<m {
+                let wr = r.map { wk[o * k + $0] }
+                for c in 0..<k { var d = 0.0; for i in 0..<taps { d += wr[i] * solvedRows[i * n + c] }; wk[o * k + c] -= d }
+            }
+            let invR = (0..<n).map { row in r.map { inv[row * n + $0] } }
+            for a in 0..<n {
+                for b in 0..<n { var d = 0.0; for i in 0..<taps { d += invR[a][i] * solvedRows[i * n + b] }; inv[a * n + b] -= d }
+            }
+        }
+        return scores
+    }
+
+    public func scores(_ analysis: DependencyAnalysis, calibration: CalibrationData?) throws -> [Double] {
+        guard let calibration, !calibration.kfac.isEmpty else {
+            throw IRError.unsupported("the obs criterion needs calibration data (topiary prune --data, or data.train in a pipeline)")
+        }
+        let consumers = Compensation.measuredConsumers(analysis, factors: calibration.kfac)
+        let errors = try parallelMap(consumers) { c -> [Double]? in
+            let f = c.factors
+            return Self.channelErrors(w: c.layer.matrix, m: f.m, k: f.k, taps: c.taps, a: f.a, mean: f.mean,
+                                      rowWeights: Self.rowWeights(c.normalisation, rows: f.m, graph: analysis.graph),
+                                      damping: damping, withConstant: c.layer.hasConstant)
+        }
+        var acc = ClassScores(classes: analysis.classes.count, combination: .sum)
+        var measured = Set<Int>()
+        for (c, e) in zip(consumers, errors) {
+            guard let e, e.count == c.member.atoms.count else { continue }
+            let ids = analysis.classIDs(c.member.atoms)
+            acc.addRaw(e, classes: ids)
+            measured.formUnion(ids)
+        }
+        let fallback = try GroupMagnitudeImportance().scores(analysis, calibration: nil)
+        let obs = acc.result
+        return obs.indices.map { measured.contains($0) ? obs[$0] : fallback[$0] }
+    }
+
+    /// γ_o² / (σ_o² + ε) of the BatchNormalization after a layer; empty (all 1) without one.
+    static func rowWeights(_ bn: Node?, rows: Int, graph: DependencyGraph) -> [Double] {
+        guard let bn, let gamma = bn.input(1).flatMap({ graph.constants[$0]?.floatValues() }),
+              let variance = bn.input(4).flatMap({ graph.constants[$0]?.floatValues() }), gamma.count == rows, variance.count == rows else { return [] }
+        let eps = Double(bn.float("epsilon", default: 1e-5))
+        return (0..<rows).map { Double(gamma[$0]) * Double(gamma[$0]) / (Double(variance[$0]) + eps) }
     }
 }

@@ -6,6 +6,8 @@ public enum ImportanceRequirement: Sendable, Hashable {
     case activations
     /// Gradients of the loss with respect to activations.
     case gradients
+    /// Second moments and means of every Conv and Gemm layer's input patches (K-FAC's A and E[x]).
+    case inputMoments
 }
 
 /// Statistics gathered by running the model on calibration batches (the engine fills them;
@@ -86,13 +88,14 @@ public enum Criteria {
         case "taylor": return TaylorImportance(combination: combination)
         case "similarity": return SimilarityImportance(combination: combination)
         case "hessian": return HessianImportance()
+        case "obs": return OBSImportance()
         default:
             if name.hasPrefix("expr:") { return try? FormulaImportance(String(name.dropFirst(5)), combination: combination) }
             return nil
         }
     }
 
-    public static let names = ["l1", "l2", "group_l2", "bn_scale", "fpgm", "random", "taylor", "similarity", "hessian"]
+    public static let names = ["l1", "l2", "group_l2", "bn_scale", "fpgm", "random", "taylor", "similarity", "hessian", "obs"]
 
     /// True for criteria that need calibration data (activations and gradients).
     public static func needsData(_ name: String) -> Bool {

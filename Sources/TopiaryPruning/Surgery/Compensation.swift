@@ -97,23 +97,43 @@ public enum Compensation {
     /// from the K-FAC statistics of its weight. Returns how many layers were refitted.
     @discardableResult
     static func apply(_ analysis: DependencyAnalysis, removing removed: Set<Int>, factors: [String: KFACFactors], damping: Double) throws -> Int {
-        let graph = analysis.model.graph
-        let (nodes, normalisation) = LayerLookup.tables(graph)
-        let index = graph.initializerIndex()
         var refitted = 0
-        for member in analysis.members where member.role == .consumer {
-            guard let f = factors[member.tensor], f.mean.count == f.k, let node = nodes[member.node],
-                  let layer = LayerWeights(graph: graph, node: node, normalisation: normalisation, index: index),
-                  layer.weight == member.tensor, member.axis == (layer.rowsFirst ? 1 : 0), layer.m == f.m, layer.k == f.k else { continue }
-            let positions = member.atoms.indices.filter { removed.contains(analysis.atomClass[member.atoms[$0]]) }
-            guard !positions.isEmpty, !member.atoms.isEmpty, f.k % member.atoms.count == 0 else { continue }
-            let taps = f.k / member.atoms.count
-            let columns = positions.flatMap { p in (0..<taps).map { p * taps + $0 } }
-            let solved = solve(w: layer.matrix, m: f.m, k: f.k, a: f.a, mean: f.mean, removed: columns, damping: damping, withBias: layer.hasConstant)
-            layer.write(solved.w, constant: solved.bias, into: graph)
+        for c in measuredConsumers(analysis, factors: factors) {
+            let positions = c.member.atoms.indices.filter { removed.contains(analysis.atomClass[c.member.atoms[$0]]) }
+            guard !positions.isEmpty else { continue }
+            let columns = positions.flatMap { p in (0..<c.taps).map { p * c.taps + $0 } }
+            let solved = solve(w: c.layer.matrix, m: c.factors.m, k: c.factors.k, a: c.factors.a, mean: c.factors.mean, removed: columns,
+                               damping: damping, withBias: c.layer.hasConstant)
+            c.layer.write(solved.w, constant: solved.bias, into: analysis.model.graph)
             refitted += 1
         }
         return refitted
+    }
+
+    /// The layers reading pruned channels (consumer members) that K-FAC measured and that
+    /// `LayerWeights` can view as M × K: each with its factors, its weights, the BatchNormalization
+    /// after it (if any) and how many consecutive patch columns each of the member's channel
+    /// positions spans (`taps`: kernel positions, or the spatial positions a flatten spreads it over).
+    struct MeasuredConsumer {
+        let member: Member
+        let factors: KFACFactors
+        let layer: LayerWeights
+        let normalisation: Node?
+        let taps: Int
+    }
+
+    static func measuredConsumers(_ analysis: DependencyAnalysis, factors: [String: KFACFactors]) -> [MeasuredConsumer] {
+        let graph = analysis.model.graph
+        let (nodes, normalisation) = LayerLookup.tables(graph)
+        let index = graph.initializerIndex()
+        return analysis.members.compactMap { member in
+            guard member.role == .consumer, let f = factors[member.tensor], f.mean.count == f.k, let node = nodes[member.node],
+                  let layer = LayerWeights(graph: graph, node: node, normalisation: normalisation, index: index),
+                  layer.weight == member.tensor, member.axis == (layer.rowsFirst ? 1 : 0), layer.m == f.m, layer.k == f.k,
+                  !member.atoms.isEmpty, f.k % member.atoms.count == 0 else { return nil }
+            return MeasuredConsumer(member: member, factors: f, layer: layer, normalisation: node.outputs.first.flatMap { normalisation[$0] },
+                                    taps: f.k / member.atoms.count)
+        }
     }
 
     /// Ridge refit of a layer to target outputs: with x̃ = (input patch, 1), A = E[x̃ x̃ᵀ]
