@@ -72,15 +72,23 @@ struct PruneCommand: ParsableCommand {
                 }
             }
             let teacher = reconstruct ? try Pruner.copy(model) : nil
+            // Read once, by whichever of calibration and reconstruction needs it first.
+            var loaded: Dataset?
+            func dataset() throws -> Dataset {
+                if let loaded { return loaded }
+                let d = try Dataset.load(data ?? "")
+                loaded = d
+                return d
+            }
             let result: PruningResult
             do {
-                let calibration = try CalibrationData.gather(for: options, model: model, data: { try Dataset.load(data ?? "") }, batches: calibrationBatches, seed: seed)
+                let calibration = try CalibrationData.gather(for: options, model: model, data: dataset, batches: calibrationBatches, seed: seed)
                 result = try Pruner.prune(model, options: options, calibration: calibration, writeMasked: writeMasked != nil)
             } catch let e as UnreachableTarget {
                 throw FileError(path: input, error: e)
             }
-            if let teacher, let data {
-                try Reconstruction.run(pruned: result.model, teacher: teacher, kept: result.keptChannels, data: try Dataset.load(data), masked: result.masked,
+            if let teacher {
+                try Reconstruction.run(pruned: result.model, teacher: teacher, kept: result.keptChannels, data: try dataset(), masked: result.masked,
                                        batches: calibrationBatches, seed: seed) { done, all in
                     FileHandle.standardError.write(Data("reconstruction: \(done)/\(all) layers refitted\n".utf8))
                 }

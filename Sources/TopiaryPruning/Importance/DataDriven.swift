@@ -245,8 +245,9 @@ public struct OBSImportance: Importance {
             acc.addRaw(e, classes: ids)
             measured.formUnion(ids)
         }
-        let fallback = try GroupMagnitudeImportance().scores(analysis, calibration: nil)
         let obs = acc.result
+        guard measured.count < obs.count else { return obs }
+        let fallback = try GroupMagnitudeImportance().scores(analysis, calibration: nil)
         return obs.indices.map { measured.contains($0) ? obs[$0] : fallback[$0] }
     }
 
